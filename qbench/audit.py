@@ -1,0 +1,78 @@
+"""The audit: what went into the queue must come out, exactly once.
+
+Counted from the workers' side (which ids they claimed, executed and got
+acknowledged), independent of the queue's tables, then cross-checked against
+the table's own row counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    tasks_enqueued: int
+    # backlog tasks with at least one successful ack
+    tasks_acked: int
+    # enqueued and never acknowledged
+    tasks_lost: int
+    # executed more than once (expected only for redelivered tasks)
+    tasks_duplicated: int
+    # claimed more than once (a lease expired, the task came back)
+    tasks_redelivered: int
+    # acknowledged successfully more than once: the lease fence failed
+    tasks_acked_twice: int
+    # acknowledged ids that were never enqueued
+    acks_unknown: int
+    ok: bool
+    # empty when ok; otherwise every reason, joined
+    message: str
+
+
+def audit_drain(
+    claims: Sequence[int],
+    executions: Sequence[int],
+    acks: Sequence[int],
+    *,
+    acks_unknown: int = 0,
+    queue_states: Mapping[str, int] | None = None,
+    expected_done_rows: int | None = None,
+) -> AuditResult:
+    """Compare per-task counts from the workers' side; ``queue_states`` cross-checks the table."""
+    n = len(acks)
+    lost = sum(1 for a in acks if a == 0)
+    acked_twice = sum(1 for a in acks if a > 1)
+    duplicated = sum(1 for e in executions if e > 1)
+    redelivered = sum(1 for c in claims if c > 1)
+    # A task executed more often than it was claimed was handed to two workers at once.
+    double_handed = sum(1 for c, e in zip(claims, executions, strict=True) if e > c)
+    reasons = []
+    if lost:
+        reasons.append(f"{lost} of {n} tasks lost (never acknowledged)")
+    if acked_twice:
+        reasons.append(f"{acked_twice} tasks acknowledged twice (lease fence failed)")
+    if acks_unknown:
+        reasons.append(f"{acks_unknown} acknowledgements for ids never enqueued")
+    if double_handed:
+        reasons.append(f"{double_handed} tasks executed more often than claimed")
+    if queue_states is not None:
+        leftover = queue_states.get("ready", 0) + queue_states.get("leased", 0)
+        if leftover:
+            reasons.append(f"queue table still holds {leftover} ready or leased tasks")
+        if expected_done_rows is not None and queue_states.get("done", 0) != expected_done_rows:
+            reasons.append(
+                f"queue table holds {queue_states.get('done', 0)} done rows, expected {expected_done_rows}"
+            )
+    return AuditResult(
+        tasks_enqueued=n,
+        tasks_acked=n - lost,
+        tasks_lost=lost,
+        tasks_duplicated=duplicated,
+        tasks_redelivered=redelivered,
+        tasks_acked_twice=acked_twice,
+        acks_unknown=acks_unknown,
+        ok=not reasons,
+        message="; ".join(reasons),
+    )

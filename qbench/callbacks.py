@@ -1,0 +1,51 @@
+"""Hydra callbacks: after a run or a sweep, find the jobs that failed.
+
+Each job writes ``job_status.json`` in its directory, so this works for any
+launcher, including those that run jobs in other processes or on other hosts.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from qbench.results import read_status
+
+log = logging.getLogger(__name__)
+
+# (job dir, reason) of every failed job of the last run or sweep in this process
+FAILED_JOBS: list[tuple[str, str]] = []
+
+
+def job_failure(job_dir: Path) -> str | None:
+    """Why the job in ``job_dir`` failed, or None when it finished ok."""
+    status = read_status(job_dir)
+    if status is None:
+        return "the job did not finish (no job_status.json)"
+    if status.get("status") != "ok":
+        return str(status.get("reason") or "failed")
+    return None
+
+
+def failed_jobs(sweep_dir: Path) -> list[tuple[str, str]]:
+    """Jobs of a sweep (Hydra job dirs, found by their ``.hydra``) that failed or never finished."""
+    failed = []
+    for hydra_dir in sorted(Path(sweep_dir).glob("**/.hydra")):
+        reason = job_failure(hydra_dir.parent)
+        if reason is not None:
+            failed.append((str(hydra_dir.parent), reason))
+    return failed
+
+
+class JobStatusCallback(Callback):
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        job_dir = Path(config.hydra.runtime.output_dir)
+        reason = job_failure(job_dir)
+        FAILED_JOBS[:] = [] if reason is None else [(str(job_dir), reason)]
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        FAILED_JOBS[:] = failed_jobs(Path(config.hydra.sweep.dir))
