@@ -57,11 +57,11 @@ def _group_options(group: str) -> list[str]:
 def _explain(exc: BaseException, overrides: list[str]) -> str:
     """One line for a Hydra/OmegaConf composition error."""
     text = str(exc)
-    missing = re.search(r"Could not find '([^'/]+)/([^']+)'", text)
+    missing = re.search(r"Could not find '(.+)/([^'/]+)'", text)
     if missing:
         group, option = missing.groups()
         options = _group_options(group)
-        allowed = f"allowed: {', '.join(options)}" if options else "no such config group"
+        allowed = f"allowed: {', '.join(options)}" if options else f"no such option in group {group}"
         return str(ConfigError(group, option, allowed))
     cause = exc.__cause__ or exc.__context__
     full_key = getattr(cause, "full_key", None) or getattr(exc, "full_key", None)
@@ -73,6 +73,10 @@ def _explain(exc: BaseException, overrides: list[str]) -> str:
                 value = val
         reason = _omegaconf_reason(str(getattr(cause, "msg", "") or cause or text))
         return str(ConfigError(str(full_key), value, reason))
+    ambiguous = re.search(r"Ambiguous value for argument '([^'=]+)=([^']*)'", text)
+    if ambiguous:
+        key, value = ambiguous.groups()
+        return str(ConfigError(key, value, "a list of values is a sweep: add --multirun (-m)"))
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return lines[0] if lines else type(exc).__name__
 
@@ -124,9 +128,12 @@ def preflight(argv: list[str]) -> int:
     Raises:
         PreflightError: the first mistake, in one line.
     """
-    from hydra import compose, initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra._internal.utils import get_args_parser
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path, get_args_parser
+    from hydra.core.config_search_path import SearchPathQuery
+    from hydra.types import RunMode
+    from omegaconf import open_dict, read_write
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -135,7 +142,7 @@ def preflight(argv: list[str]) -> int:
     args, _ = get_args_parser().parse_known_args(argv)
     if any(getattr(args, flag, None) for flag in _SHOW_ONLY):
         return 0
-    overrides = [o for o in args.overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    overrides = list(args.overrides)
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
         if args.multirun:
@@ -150,17 +157,39 @@ def preflight(argv: list[str]) -> int:
     except HydraException as exc:
         raise PreflightError(_explain(exc, overrides)) from None
 
+    # Compose as hydra.main would: qbench's conf/ first, then --config-dir.
+    search_path = create_config_search_path(str(conf_dir()))
+    if args.config_dir:
+        user_dir = Path(args.config_dir).expanduser().resolve()
+        if not user_dir.is_dir():
+            raise PreflightError(
+                str(ConfigError("--config-dir", args.config_dir, "expected an existing directory"))
+            )
+        search_path.prepend(
+            provider="command-line",
+            path=f"file://{user_dir}",
+            anchor=SearchPathQuery(provider="schema"),
+        )
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+    try:
+        composer = Hydra.create_main_hydra2(task_name="qbench", config_search_path=search_path)
         for combo in combos:
             try:
-                dcfg = compose(config_name=args.config_name or "config", overrides=list(combo))
+                dcfg = composer.compose_config(
+                    args.config_name or "config",
+                    list(combo),
+                    run_mode=RunMode.MULTIRUN if args.multirun else RunMode.RUN,
+                    with_log_configuration=False,
+                )
+                with read_write(dcfg), open_dict(dcfg):
+                    del dcfg["hydra"]
                 validate(to_config(dcfg)[0])
             except ConfigError as exc:
                 raise PreflightError(str(exc)) from None
             except (HydraException, OmegaConfBaseException) as exc:
                 raise PreflightError(_explain(exc, list(combo))) from None
-    GlobalHydra.instance().clear()
+    finally:
+        GlobalHydra.instance().clear()
     return len(combos)
 
 

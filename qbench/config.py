@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
+import tempfile
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -247,6 +247,8 @@ def _enum(key: str, value: object, enum: type[E], *, yaml_false: E | None = None
         return enum(text)
     except ValueError:
         allowed = ", ".join(member.value for member in enum)
+        if text == "true":
+            allowed += " (YAML reads on, yes and true as true)"
         raise ConfigError(key, value, f"allowed: {allowed}") from None
 
 
@@ -275,8 +277,12 @@ def _db_dir(value: str | None) -> str | None:
     path = Path(str(value)).expanduser()
     if not path.is_dir():
         raise ConfigError("db.dir", value, "expected an existing directory")
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError("db.dir", value, "expected a directory this user can write to")
+    try:
+        # os.access() says yes to root everywhere; only creating a file tells the truth.
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError:
+        raise ConfigError("db.dir", value, "expected a directory this user can write to") from None
     return str(path.resolve())
 
 

@@ -155,7 +155,8 @@ class _Drain:
             for task in claimed:
                 index = task.id - first
                 if 0 <= index < n:
-                    stats.claims[index] += 1
+                    # attempts > our own claims: a consumer outside this drain held it before
+                    stats.claims[index] = max(stats.claims[index] + 1, task.attempts)
                 if timings:
                     served = time.perf_counter()
                     await self._serve(task)
@@ -241,8 +242,14 @@ def run_drain(
     """
     result = asyncio.run(_drain(spec, queue, on_progress))
     if result.timed_out:
+        hint = ""
+        if result.stats.acks_rejected:
+            hint = (
+                f"; {result.stats.acks_rejected} acks came after their lease expired:"
+                " queue.lease_s may be shorter than a claimed batch takes to serve"
+            )
         raise DrainTimeoutError(
             f"the backlog was not drained within iteration_timeout_s={spec.timeout_s:g}: "
-            f"{sum(1 for a in result.stats.acks if a)} of {spec.tasks} tasks acknowledged"
+            f"{sum(1 for a in result.stats.acks if a)} of {spec.tasks} tasks acknowledged{hint}"
         )
     return result
