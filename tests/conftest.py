@@ -31,10 +31,16 @@ def small_config(tmp_path: Path, **changes: object) -> Config:
 
 
 def run_qbench(
-    args: list[str], cwd: Path, *, module: str = "qbench", timeout: float = 300
+    args: list[str],
+    cwd: Path,
+    *,
+    module: str = "qbench",
+    timeout: float = 300,
+    env_extra: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m qbench ARGS`` in ``cwd`` the way a user would."""
     env = dict(os.environ)
+    env.update(env_extra or {})
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["QBENCH_NO_PROGRESS"] = "1"
     env.pop("HYDRA_FULL_ERROR", None)
