@@ -14,7 +14,7 @@ import logging
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -132,11 +132,11 @@ def preflight(argv: list[str]) -> int:
     from hydra._internal.hydra import Hydra
     from hydra._internal.utils import create_config_search_path, get_args_parser
     from hydra.core.config_search_path import SearchPathQuery
-    from hydra.types import RunMode
-    from omegaconf import open_dict, read_write
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
+    from hydra.types import RunMode
+    from omegaconf import open_dict, read_write
     from omegaconf.errors import OmegaConfBaseException
 
     args, _ = get_args_parser().parse_known_args(argv)
@@ -151,7 +151,7 @@ def preflight(argv: list[str]) -> int:
             except HydraException:
                 # a sweep the basic sweeper cannot expand (e.g. an optimiser's interval):
                 # check the fixed values, the jobs check the rest
-                combos = [[o.input_line for o in parsed if not o.is_sweep_override()]]
+                combos = [[o.input_line or "" for o in parsed if not o.is_sweep_override()]]
         else:
             combos = [overrides]
     except HydraException as exc:
@@ -201,7 +201,7 @@ def _task(dcfg: DictConfig) -> float | None:
 
     hc = HydraConfig.get()
     job_dir = Path(hc.runtime.output_dir)
-    job_num = int(OmegaConf.select(hc, "job.num", default=0) or 0)
+    job_num = int(OmegaConf.select(cast(DictConfig, hc), "job.num", default=0) or 0)
     label = hc.job.override_dirname or "defaults"
     try:
         cfg, redacted = to_config(dcfg)
@@ -212,7 +212,11 @@ def _task(dcfg: DictConfig) -> float | None:
         return None
     try:
         outcome = run_job(
-            cfg, job_dir, job_num=job_num, config_yaml=_config_yaml(dcfg, redacted), redacted=redacted
+            cfg,
+            job_dir,
+            job_num=job_num,
+            config_yaml=_config_yaml(dcfg, redacted),
+            redacted=redacted,
         )
     except QbenchError as exc:  # e.g. results already there: nothing is overwritten
         log.error("job %d (%s) failed: %s", job_num, label, exc)

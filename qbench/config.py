@@ -327,7 +327,9 @@ def validate(cfg: Config) -> Config:
     )
     if busy.backoff_cap_ms < busy.backoff_base_ms:
         raise ConfigError(
-            "busy.backoff_cap_ms", cfg.busy.backoff_cap_ms, f">= busy.backoff_base_ms ({busy.backoff_base_ms:g})"
+            "busy.backoff_cap_ms",
+            cfg.busy.backoff_cap_ms,
+            f">= busy.backoff_base_ms ({busy.backoff_base_ms:g})",
         )
     claim = r(
         cfg.claim,

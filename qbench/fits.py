@@ -148,9 +148,7 @@ def fit_amdahl(n: Sequence[float], x: Sequence[float]) -> ScalingFit:
     return _fit("amdahl", n, x, free_kappa=False)
 
 
-def _fit(
-    model: str, n_in: Sequence[float], x_in: Sequence[float], *, free_kappa: bool
-) -> ScalingFit:
+def _fit(model: str, n_in: Sequence[float], x_in: Sequence[float], *, free_kappa: bool) -> ScalingFit:
     n, x = _validated(n_in, x_in)
     levels, inverse = np.unique(n, return_inverse=True)
     needed = USL_MIN_LEVELS if free_kappa else AMDAHL_MIN_LEVELS
@@ -177,9 +175,7 @@ def _fit(
 
     theta, failure = _search(n, x, levels, means, counts, free_kappa=free_kappa)
     if theta is None:
-        return ScalingFit(
-            model, FitStatus.FAILED, f"the {model} optimiser failed: {failure}.", n.size
-        )
+        return ScalingFit(model, FitStatus.FAILED, f"the {model} optimiser failed: {failure}.", n.size)
     return _result(model, n, x, theta, n_params)
 
 
@@ -333,9 +329,7 @@ def _improves(sse: float, n_free: int, best: tuple[float, FloatArray], noise: fl
     return sse <= best_sse * (1.0 + 1e-9) + noise and n_free < best_free
 
 
-def _standard_errors(
-    n: FloatArray, theta: FloatArray, sse: float, n_params: int
-) -> list[float | None]:
+def _standard_errors(n: FloatArray, theta: FloatArray, sse: float, n_params: int) -> list[float | None]:
     """Asymptotic standard errors, as R's ``nls`` and ``usl`` compute them.
 
     The Jacobian covers every coefficient of the model, also one held at a
@@ -359,9 +353,7 @@ def _standard_errors(
     return out
 
 
-def _result(
-    model: str, n: FloatArray, x: FloatArray, theta: FloatArray, n_params: int
-) -> ScalingFit:
+def _result(model: str, n: FloatArray, x: FloatArray, theta: FloatArray, n_params: int) -> ScalingFit:
     lam, sigma, kappa = (float(v) for v in theta)
     sse = _sse(n, x, theta)
     sst = float(np.sum((x - x.mean()) ** 2))
@@ -378,8 +370,7 @@ def _result(
     if r_squared < POOR_R_SQUARED:
         status = FitStatus.POOR
         message = (
-            f"R^2 = {r_squared:.3f} is below {POOR_R_SQUARED}: "
-            f"the {model} curve fits the {where} poorly."
+            f"R^2 = {r_squared:.3f} is below {POOR_R_SQUARED}: the {model} curve fits the {where} poorly."
         )
     else:
         status = FitStatus.OK

@@ -226,13 +226,16 @@ def run_job(
             )
             level = MetricsLevel(cfg.metrics.level)
             monitor = ResourceMonitor(
-                db_path, cfg.metrics.sample_interval_ms / 1000.0 if level is MetricsLevel.FULL else None
+                db_path,
+                cfg.metrics.sample_interval_ms / 1000.0 if level is MetricsLevel.FULL else None,
             )
             monitor.start()
             on_progress = None
             if progress.enabled:
+
                 def on_progress(done: int, rate: float, label: str = label) -> None:
                     progress.update(f"{label}: {done}/{cfg.tasks} tasks, {rate:,.0f} tasks/s")
+
             drain = run_drain(drain_spec(cfg, db_path, backlog.first_id), queue, on_progress=on_progress)
             usage = monitor.stop()
             check = check_database(db_path, queue, settings)

@@ -58,7 +58,11 @@ def _pragmas(settings: ConnectionSettings) -> list[tuple[str, str, object]]:
     ]
     if mode is JournalMode.WAL:
         out.append(
-            ("wal_autocheckpoint", str(settings.wal_autocheckpoint_pages), settings.wal_autocheckpoint_pages)
+            (
+                "wal_autocheckpoint",
+                str(settings.wal_autocheckpoint_pages),
+                settings.wal_autocheckpoint_pages,
+            )
         )
     return out
 

@@ -74,7 +74,11 @@ MEASURE_COLUMNS: tuple[Column, ...] = (
     Column("busy_phase_ack", _I, "busy errors on the ack statement"),
     Column("busy_phase_commit", _I, "busy errors on COMMIT"),
     Column("busy_code_busy", _I, "busy errors with extended code SQLITE_BUSY (5)"),
-    Column("busy_code_busy_snapshot", _I, "SQLITE_BUSY_SNAPSHOT (517): a deferred transaction's snapshot went stale"),
+    Column(
+        "busy_code_busy_snapshot",
+        _I,
+        "SQLITE_BUSY_SNAPSHOT (517): a deferred transaction's snapshot went stale",
+    ),
     Column("busy_code_busy_recovery", _I, "SQLITE_BUSY_RECOVERY (261)"),
     Column("busy_code_busy_timeout", _I, "SQLITE_BUSY_TIMEOUT (773)"),
     Column("busy_code_locked", _I, "SQLITE_LOCKED (6)"),
@@ -82,19 +86,35 @@ MEASURE_COLUMNS: tuple[Column, ...] = (
     Column("claims_empty", _I, "claims that found nothing ready (tail of the drain)"),
     Column("claims_given_up", _I, "claims abandoned after busy.max_retries"),
     Column("acks_rejected", _I, "acks refused because the lease had expired and moved on"),
-    Column("acks_given_up", _I, "tasks whose ack was abandoned after busy.max_retries (redelivered later)"),
-    Column("lock_wait_total_s", _F, "sum of lock waits: duration of the statement that asks for the write lock (BEGIN IMMEDIATE; in autocommit and deferred modes the first writing statement, its execution included)"),
+    Column(
+        "acks_given_up",
+        _I,
+        "tasks whose ack was abandoned after busy.max_retries (redelivered later)",
+    ),
+    Column(
+        "lock_wait_total_s",
+        _F,
+        "sum of lock waits: duration of the statement that asks for the write lock (BEGIN IMMEDIATE; in autocommit and deferred modes the first writing statement, its execution included)",
+    ),
     Column("lock_wait_p99_ms", _F, "99th percentile of those lock waits"),
     Column("pool_wait_total_s", _F, "sum of waits for a pool connection"),
     Column("pool_wait_p99_ms", _F, "99th percentile of pool waits"),
     Column("claim_latency_p50_ms", _F, "median claim latency: pool wait, retries and backoff included"),
     Column("claim_latency_p95_ms", _F, "95th percentile claim latency"),
     Column("claim_latency_p99_ms", _F, "99th percentile claim latency"),
-    Column("service_latency_p50_ms", _F, "median task service time (service.kind/service.ms) as executed"),
+    Column(
+        "service_latency_p50_ms",
+        _F,
+        "median task service time (service.kind/service.ms) as executed",
+    ),
     Column("service_latency_p95_ms", _F, "95th percentile service time"),
     Column("service_latency_p99_ms", _F, "99th percentile service time"),
     Column("service_latency_max_ms", _F, "largest service time"),
-    Column("e2e_latency_p50_ms", _F, "median end-to-end latency: from the moment the task is available to workers (the drain's start, for a backlog) to its first successful ack"),
+    Column(
+        "e2e_latency_p50_ms",
+        _F,
+        "median end-to-end latency: from the moment the task is available to workers (the drain's start, for a backlog) to its first successful ack",
+    ),
     Column("e2e_latency_p95_ms", _F, "95th percentile end-to-end latency"),
     Column("e2e_latency_p99_ms", _F, "99th percentile end-to-end latency"),
     Column("e2e_latency_max_ms", _F, "largest end-to-end latency"),
@@ -102,10 +122,23 @@ MEASURE_COLUMNS: tuple[Column, ...] = (
     Column("cpu_sys_s", _F, "system CPU seconds of the qbench process during the drain"),
     Column("cpu_util_cores", _F, "(cpu_user_s + cpu_sys_s) / duration_s: cores kept busy on average"),
     Column("rss_peak_bytes", _I, "largest resident set size seen during the drain", sampled=True),
-    Column("io_read_bytes", _I, "bytes read by the process during the drain (null where the OS refuses)"),
-    Column("io_write_bytes", _I, "bytes written by the process during the drain (null where the OS refuses)"),
+    Column(
+        "io_read_bytes",
+        _I,
+        "bytes read by the process during the drain (null where the OS refuses)",
+    ),
+    Column(
+        "io_write_bytes",
+        _I,
+        "bytes written by the process during the drain (null where the OS refuses)",
+    ),
     Column("db_size_bytes", _I, "database file size after the drain"),
-    Column("wal_size_max_bytes", _I, "largest -wal file size seen during the drain (null: no WAL)", sampled=True),
+    Column(
+        "wal_size_max_bytes",
+        _I,
+        "largest -wal file size seen during the drain (null: no WAL)",
+        sampled=True,
+    ),
     Column("tasks_enqueued", _I, "backlog tasks enqueued"),
     Column("tasks_acked", _I, "backlog tasks acknowledged at least once (workers' side)"),
     Column("tasks_lost", _I, "enqueued and never acknowledged"),
@@ -115,7 +148,11 @@ MEASURE_COLUMNS: tuple[Column, ...] = (
     Column("acks_unknown", _I, "acknowledged ids that were never enqueued (must be 0)"),
     Column("audit_ok", _B, "the audit passed (nothing lost, acked twice, invented or double-handed)"),
     Column("integrity_ok", _B, "PRAGMA integrity_check returned ok after the drain"),
-    Column("ceiling_tps", _F, "single-connection plain sqlite3 loop, same statements and settings: tasks/s"),
+    Column(
+        "ceiling_tps",
+        _F,
+        "single-connection plain sqlite3 loop, same statements and settings: tasks/s",
+    ),
     Column("ceiling_enqueue_us", _F, "ceiling: microseconds per task enqueued"),
     Column("ceiling_claim_us", _F, "ceiling: microseconds per claim transaction"),
     Column("ceiling_ack_us", _F, "ceiling: microseconds per ack transaction"),
@@ -142,7 +179,9 @@ def metrics_schema(config_columns: Mapping[str, Any]) -> pa.Schema:
 
 
 def build_table(
-    rows: Sequence[Mapping[str, Any]], config_columns: Mapping[str, Any], metadata: Mapping[str, str]
+    rows: Sequence[Mapping[str, Any]],
+    config_columns: Mapping[str, Any],
+    metadata: Mapping[str, str],
 ) -> pa.Table:
     schema = metrics_schema(config_columns)
     names = set(schema.names)
@@ -150,9 +189,7 @@ def build_table(
         unknown = set(row) - names
         if unknown:
             raise ResultsError(f"row has columns outside the schema: {sorted(unknown)}")
-    columns = {
-        f.name: pa.array([row.get(f.name) for row in rows], type=f.type) for f in schema
-    }
+    columns = {f.name: pa.array([row.get(f.name) for row in rows], type=f.type) for f in schema}
     table = pa.table(columns, schema=schema)
     return table.replace_schema_metadata({k.encode(): v.encode() for k, v in metadata.items()})
 

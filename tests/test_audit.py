@@ -4,7 +4,13 @@ from qbench.audit import audit_drain
 
 
 def test_clean_drain_passes() -> None:
-    result = audit_drain([1, 1, 1], [1, 1, 1], [1, 1, 1], queue_states={"ready": 0, "leased": 0, "done": 3}, expected_done_rows=3)
+    result = audit_drain(
+        [1, 1, 1],
+        [1, 1, 1],
+        [1, 1, 1],
+        queue_states={"ready": 0, "leased": 0, "done": 3},
+        expected_done_rows=3,
+    )
     assert result.ok and result.message == ""
     assert (result.tasks_lost, result.tasks_duplicated, result.tasks_redelivered) == (0, 0, 0)
 
@@ -38,5 +44,7 @@ def test_unknown_acks_fail() -> None:
 def test_queue_table_cross_check() -> None:
     leftover = audit_drain([1], [1], [1], queue_states={"ready": 1, "leased": 0, "done": 1})
     assert not leftover.ok and "still holds 1" in leftover.message
-    short = audit_drain([1], [1], [1], queue_states={"ready": 0, "leased": 0, "done": 1}, expected_done_rows=2)
+    short = audit_drain(
+        [1], [1], [1], queue_states={"ready": 0, "leased": 0, "done": 1}, expected_done_rows=2
+    )
     assert not short.ok and "expected 2" in short.message

@@ -11,7 +11,13 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from qbench.results import META_CONFIG, META_SCHEMA_VERSION, META_STATUS, META_SYSINFO, SCHEMA_VERSION
+from qbench.results import (
+    META_CONFIG,
+    META_SCHEMA_VERSION,
+    META_STATUS,
+    META_SYSINFO,
+    SCHEMA_VERSION,
+)
 
 from .conftest import run_qbench
 
@@ -65,9 +71,7 @@ def test_yaml_synchronous_off_means_off(tmp_path: Path) -> None:
         "defaults:\n  - config\n  - _self_\nsynchronous: off\ntasks: 40\niterations: 1\nwarmup: 0\n"
     )
     run_dir = tmp_path / "run"
-    proc = run_qbench(
-        ["--config-dir", "mine", "--config-name", "mine", f"hydra.run.dir={run_dir}"], tmp_path
-    )
+    proc = run_qbench(["--config-dir", "mine", "--config-name", "mine", f"hydra.run.dir={run_dir}"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert set(pd.read_parquet(run_dir / "metrics.parquet")["synchronous"]) == {"off"}
 
@@ -147,5 +151,7 @@ def test_hydra_flags_work(tmp_path: Path) -> None:
     assert helped.returncode == 0 and "journal: delete, persist, truncate, wal" in helped.stdout
     completion = run_qbench(["-sc", "query=bash"], tmp_path, env_extra={"COMP_LINE": "qbench journal="})
     assert completion.returncode == 0
-    assert set(completion.stdout.split()) == {f"journal={m}" for m in ("delete", "persist", "truncate", "wal")}
+    assert set(completion.stdout.split()) == {
+        f"journal={m}" for m in ("delete", "persist", "truncate", "wal")
+    }
     assert list(tmp_path.iterdir()) == []

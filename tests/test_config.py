@@ -113,7 +113,7 @@ def test_bad_values_name_key_value_and_what_is_allowed(changes: dict[str, object
 
 def test_unwritable_db_dir_is_refused(tmp_path: Path) -> None:
     target = Path("/proc") if Path("/proc").is_dir() else tmp_path / "ro"
-    with pytest.raises(ConfigError, match="db.dir"):
+    with pytest.raises(ConfigError, match=r"db\.dir"):
         validate(dataclasses.replace(Config(), db=dataclasses.replace(Config().db, dir=str(target))))
 
 

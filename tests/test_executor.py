@@ -58,7 +58,9 @@ def test_busy_storm_50_workers_timeout_zero(tmp_path: Path, policy: str) -> None
     assert df["busy_total"].sum() > 0, "50 workers with no busy timeout must collide"
     assert df["retries"].sum() > 0
     assert df["busy_code_busy"].sum() > 0
-    assert (df["busy_total"] == df[[f"busy_phase_{p}" for p in ("begin", "claim", "ack", "commit")]].sum(axis=1)).all()
+    assert (
+        df["busy_total"] == df[[f"busy_phase_{p}" for p in ("begin", "claim", "ack", "commit")]].sum(axis=1)
+    ).all()
     assert df["busy_rate"].between(0, 1).all()
 
 
@@ -86,7 +88,9 @@ def test_rollback_journal_with_many_workers(tmp_path: Path) -> None:
 
 
 def test_leases_of_a_crashed_consumer_are_redelivered(tmp_path: Path) -> None:
-    cfg = small_config(tmp_path, workers=3, tasks=20, queue=section("queue", lease_s=0.2, poll_interval_ms=5.0))
+    cfg = small_config(
+        tmp_path, workers=3, tasks=20, queue=section("queue", lease_s=0.2, poll_interval_ms=5.0)
+    )
     db_path = tmp_path / "crash.db"
     queue = make_queue(cfg)
     settings = connection_settings(cfg)

@@ -153,9 +153,7 @@ def test_exact_usl_curve_recovers_coefficients(lam: float, sigma: float, kappa: 
     fit = fit_usl(DOUBLING, usl_curve(DOUBLING, lam, sigma, kappa).tolist())
     assert fit.status is FitStatus.OK
     assert fit.model == "usl"
-    assert coefficients(fit) == pytest.approx(
-        {"sigma": sigma, "kappa": kappa, "lam": lam}, rel=1e-6
-    )
+    assert coefficients(fit) == pytest.approx({"sigma": sigma, "kappa": kappa, "lam": lam}, rel=1e-6)
     assert fit.r_squared == pytest.approx(1.0)
 
 
@@ -163,9 +161,7 @@ def test_lam_is_fitted_not_pinned_to_the_first_level() -> None:
     # No point at N = 1 at all: lam is still the curve's throughput there.
     n = [2, 4, 8, 16, 32, 64, 128]
     fit = fit_usl(n, usl_curve(n, 1000.0, 0.05, 0.002).tolist())
-    assert coefficients(fit) == pytest.approx(
-        {"sigma": 0.05, "kappa": 0.002, "lam": 1000.0}, rel=1e-6
-    )
+    assert coefficients(fit) == pytest.approx({"sigma": 0.05, "kappa": 0.002, "lam": 1000.0}, rel=1e-6)
     # And a measured X(1) off the curve does not become lam (64.9 against 90).
     fit = fit_usl(SPECSDM91_LOAD, SPECSDM91_THROUGHPUT)
     assert fit.lam != pytest.approx(SPECSDM91_THROUGHPUT[0], rel=0.1)
@@ -192,9 +188,7 @@ def test_usl_on_an_amdahl_curve_puts_kappa_exactly_on_its_bound() -> None:
 
 
 def test_repeated_levels_are_all_fitted() -> None:
-    x = usl_curve(DOUBLING, 1000.0, 0.05, 0.002) * np.array(
-        [1.01, 0.98, 1.0, 1.02, 0.99, 1.0, 0.97]
-    )
+    x = usl_curve(DOUBLING, 1000.0, 0.05, 0.002) * np.array([1.01, 0.98, 1.0, 1.02, 0.99, 1.0, 0.97])
     once = fit_usl(DOUBLING, x.tolist())
     thrice = fit_usl(DOUBLING * 3, np.tile(x, 3).tolist())
     assert thrice.points == 3 * once.points == 21
@@ -351,9 +345,7 @@ def test_predict_evaluates_the_usl_formula() -> None:
 
 def test_predict_for_amdahl_has_no_coherency_term() -> None:
     fit = fit_amdahl(DOUBLING, usl_curve(DOUBLING, 800.0, 0.08, 0.0).tolist())
-    np.testing.assert_allclose(
-        fit.predict([1000.0]), usl_curve([1000.0], 800.0, 0.08, 0.0), rtol=1e-6
-    )
+    np.testing.assert_allclose(fit.predict([1000.0]), usl_curve([1000.0], 800.0, 0.08, 0.0), rtol=1e-6)
 
 
 # --- input validation ------------------------------------------------------

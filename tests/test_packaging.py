@@ -17,7 +17,18 @@ from .conftest import ROOT
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -42,7 +53,17 @@ def test_wheel_carries_the_config_tree_and_queries(wheel: Path) -> None:
 def test_installed_wheel_runs_outside_the_checkout(wheel: Path, tmp_path: Path) -> None:
     site = tmp_path / "site"
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -54,7 +75,16 @@ def test_installed_wheel_runs_outside_the_checkout(wheel: Path, tmp_path: Path) 
     env["PYTHONPATH"] = str(site)
     env["QBENCH_NO_PROGRESS"] = "1"
     run = subprocess.run(
-        [sys.executable, "-m", "qbench", "tasks=20", "iterations=1", "warmup=0", "history_rows=0", "hydra.run.dir=out"],
+        [
+            sys.executable,
+            "-m",
+            "qbench",
+            "tasks=20",
+            "iterations=1",
+            "warmup=0",
+            "history_rows=0",
+            "hydra.run.dir=out",
+        ],
         cwd=work,
         env=env,
         capture_output=True,

@@ -44,7 +44,9 @@ class QueueContract:
         run_sync(conn, queue.enqueue(range(1, 6), b"old", time.time(), done=True))
         run_sync(conn, queue.enqueue(range(6, 6 + n), b"p", time.time()))
 
-    def test_claims_ready_tasks_in_id_order_up_to_the_batch(self, conn: sqlite3.Connection, mode: TxMode) -> None:
+    def test_claims_ready_tasks_in_id_order_up_to_the_batch(
+        self, conn: sqlite3.Connection, mode: TxMode
+    ) -> None:
         q = self.make(mode, batch=3)
         self.setup_queue(conn, q, 5)
         first = run_sync(conn, q.claim(1, time.time()))

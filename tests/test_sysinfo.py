@@ -119,17 +119,13 @@ class TestCollectSysinfo:
             assert isinstance(revision, str) and len(revision) in (40, 64)
             assert isinstance(info["git_dirty"], bool)
 
-    def test_relative_db_dir_is_made_absolute(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_relative_db_dir_is_made_absolute(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         (tmp_path / "rel").mkdir()
         monkeypatch.chdir(tmp_path)
         monkeypatch.setattr(sysinfo, "fsync_latency_us", lambda d: 1.0)
         assert collect_sysinfo("rel")["db_dir"] == str(tmp_path / "rel")
 
-    def test_network_db_dir_is_flagged(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_network_db_dir_is_flagged(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         _patch_partitions(monkeypatch, ("/", "ext4"), (os.path.realpath(tmp_path), "nfs4"))
         monkeypatch.setattr(sysinfo, "fsync_latency_us", lambda d: 1.0)
         result = collect_sysinfo(tmp_path)
@@ -137,9 +133,7 @@ class TestCollectSysinfo:
         assert result["db_fs_network"] is True
         assert network_fs_warning(result) is not None
 
-    def test_broken_probes_do_not_raise(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_broken_probes_do_not_raise(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         def boom(*args: Any, **kwargs: Any) -> Any:
             raise RuntimeError("probe failed")
 
@@ -203,9 +197,7 @@ class TestFsyncLatency:
         assert list(tmp_path.iterdir()) == []
 
     @pytest.mark.parametrize(("samples", "size_bytes"), [(0, 4096), (4, 0)])
-    def test_rejects_non_positive_arguments(
-        self, tmp_path: Path, samples: int, size_bytes: int
-    ) -> None:
+    def test_rejects_non_positive_arguments(self, tmp_path: Path, samples: int, size_bytes: int) -> None:
         with pytest.raises(ValueError, match="samples"):
             fsync_latency_us(tmp_path, samples=samples, size_bytes=size_bytes)
 
@@ -233,9 +225,7 @@ class TestFilesystemType:
         _patch_partitions(monkeypatch, ("/", "ext4"), (FAKE_ROOT, "ext4"), (FAKE_ROOT, "cifs"))
         assert filesystem_type(f"{FAKE_ROOT}/db") == "cifs"
 
-    def test_unknown_when_nothing_matches_or_psutil_fails(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_unknown_when_nothing_matches_or_psutil_fails(self, monkeypatch: pytest.MonkeyPatch) -> None:
         _patch_partitions(monkeypatch, (f"{FAKE_ROOT}/a", "ext4"))
         assert filesystem_type(f"{FAKE_ROOT}/b") == "unknown"
         _patch_partitions(monkeypatch, ("/", ""))

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -82,8 +82,11 @@ class _Drain:
     def _lock_wait(self, seconds: float) -> None:
         self.stats.lock_wait_s.append(seconds)
 
-    async def transact(self, make_tx: Callable[[], Transaction[T]]) -> T | None:
-        """Run one transaction under the busy policy; None when its retries ran out."""
+    async def transact(self, make_tx: Callable[..., Transaction[T]], *args: Any) -> T | None:
+        """Run ``make_tx(*args, now)`` under the busy policy; None when its retries ran out.
+
+        ``now`` (wall clock, for leases) is taken afresh for every attempt.
+        """
         stats = self.stats
         sink = self._lock_wait if self._timings else None
         attempt = 0
@@ -96,7 +99,7 @@ class _Drain:
                 conn = await self.pool.acquire()
             stats.transactions += 1
             try:
-                return await run_async(conn, make_tx(), sink)
+                return await run_async(conn, make_tx(*args, time.time()), sink)
             except BusyError as err:
                 stats.count_busy(err)
                 await _rollback(conn)
@@ -129,7 +132,7 @@ class _Drain:
         now = time.time()
         if now >= self.next_requeue_at:
             self.next_requeue_at = now + self.spec.lease_s / 4
-            await self.transact(lambda: self.queue.requeue_expired(time.time()))
+            await self.transact(self.queue.requeue_expired)
         try:
             await asyncio.wait_for(self.done.wait(), self.spec.poll_interval_s)
         except TimeoutError:
@@ -141,7 +144,7 @@ class _Drain:
         while not self.done.is_set():
             token = next(self._tokens)
             started = time.perf_counter() if timings else 0.0
-            claimed = await self.transact(lambda: self.queue.claim(token, time.time()))
+            claimed = await self.transact(self.queue.claim, token)
             if claimed is None:
                 stats.claims_given_up += 1
                 continue
@@ -166,7 +169,7 @@ class _Drain:
                 if 0 <= index < n:
                     stats.executions[index] += 1
                 ids.append(task.id)
-            acked = await self.transact(lambda: self.queue.ack(token, ids, time.time()))
+            acked = await self.transact(self.queue.ack, token, ids)
             if acked is None:
                 stats.acks_given_up += len(ids)
                 continue
@@ -214,7 +217,7 @@ async def _drain(
                 task.cancel()
             if reporter is not None:
                 reporter.cancel()
-            await asyncio.gather(*tasks, *( [reporter] if reporter else []), return_exceptions=True)
+            await asyncio.gather(*tasks, *([reporter] if reporter else []), return_exceptions=True)
         end = drain.t_last_ack if drain.acked_unique else time.perf_counter()
         return DrainResult(drain.stats, end - drain.t_start, len(pool), timed_out)
     finally:

@@ -99,9 +99,7 @@ def queries() -> dict[str, str]:
 LockWaitSink = Callable[[float], None]
 
 
-def run_sync(
-    conn: sqlite3.Connection, tx: Transaction[T], on_lock_wait: LockWaitSink | None = None
-) -> T:
+def run_sync(conn: sqlite3.Connection, tx: Transaction[T], on_lock_wait: LockWaitSink | None = None) -> T:
     """Run a transaction generator on a plain sqlite3 connection.
 
     Raises:
@@ -112,7 +110,7 @@ def run_sync(
         while True:
             try:
                 if stmt.many:
-                    conn.executemany(stmt.sql, stmt.params)  # type: ignore[arg-type]
+                    conn.executemany(stmt.sql, stmt.params)
                     rows: list[Any] = []
                 elif stmt.takes_write_lock and on_lock_wait is not None:
                     started = time.perf_counter()
@@ -143,14 +141,14 @@ async def run_async(
         while True:
             try:
                 if stmt.many:
-                    await conn.executemany(stmt.sql, stmt.params)  # type: ignore[arg-type]
+                    await conn.executemany(stmt.sql, stmt.params)
                     rows: list[Any] = []
                 elif stmt.takes_write_lock and on_lock_wait is not None:
                     started = time.perf_counter()
-                    rows = list(await conn.execute_fetchall(stmt.sql, stmt.params))
+                    rows = await conn.execute_fetchall(stmt.sql, stmt.params)  # type: ignore[assignment]
                     on_lock_wait(time.perf_counter() - started)
                 else:
-                    rows = list(await conn.execute_fetchall(stmt.sql, stmt.params))
+                    rows = await conn.execute_fetchall(stmt.sql, stmt.params)  # type: ignore[assignment]
             except sqlite3.OperationalError as exc:
                 code = busy_code(exc)
                 if code is None:

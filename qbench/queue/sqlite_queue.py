@@ -50,17 +50,13 @@ class SqliteQueue:
         return len(rows)
 
     def claim(self, token: int, now: float) -> Transaction[list[Claimed]]:
-        params = {"token": token, "expires_at": now + self.lease_s, "batch": self.batch}
+        params: dict[str, object] = {"token": token, "expires_at": now + self.lease_s, "batch": self.batch}
         if self.tx_mode is TxMode.AUTOCOMMIT:
             # One statement: it takes the write lock before it reads, so it waits in the
             # busy handler instead of failing with BUSY_SNAPSHOT.
-            rows = yield Statement(
-                TxPhase.CLAIM, self._q["claim_returning"], params, takes_write_lock=True
-            )
+            rows = yield Statement(TxPhase.CLAIM, self._q["claim_returning"], params, takes_write_lock=True)
             return [Claimed(*row) for row in rows]
-        yield Statement(
-            TxPhase.BEGIN, self._begin, takes_write_lock=self.tx_mode is TxMode.IMMEDIATE
-        )
+        yield Statement(TxPhase.BEGIN, self._begin, takes_write_lock=self.tx_mode is TxMode.IMMEDIATE)
         ready = yield Statement(TxPhase.CLAIM, self._q["select_ready"], {"batch": self.batch})
         if not ready:
             yield Statement(TxPhase.COMMIT, self._q["commit"])
@@ -83,9 +79,7 @@ class SqliteQueue:
             return [row[0] for row in rows]
         immediate = self.tx_mode is TxMode.IMMEDIATE
         yield Statement(TxPhase.BEGIN, self._begin, takes_write_lock=immediate)
-        rows = yield Statement(
-            TxPhase.ACK, self._q["ack_ids"], params, takes_write_lock=not immediate
-        )
+        rows = yield Statement(TxPhase.ACK, self._q["ack_ids"], params, takes_write_lock=not immediate)
         yield Statement(TxPhase.COMMIT, self._q["commit"])
         return [row[0] for row in rows]
 

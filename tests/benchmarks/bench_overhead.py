@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from qbench.config import Config, validate  # noqa: E402
-from qbench.job import run_job  # noqa: E402
+from qbench.config import Config, validate
+from qbench.job import run_job
 
 
 def config(db_dir: Path, tasks: int, batch: int, level: str, ceiling: bool) -> Config:
