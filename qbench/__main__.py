@@ -81,44 +81,37 @@ def _explain(exc: BaseException, overrides: list[str]) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def to_config(dcfg: DictConfig) -> tuple[Config, dict[str, str]]:
-    """The composed DictConfig as a frozen Config, and the flat keys whose value came from the environment."""
-    raw = OmegaConf.to_container(dcfg, resolve=False)
-    redacted: dict[str, str] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}_")
-        elif isinstance(node, str) and _ENV_MARK in node:
-            redacted[prefix.rstrip("_")] = REDACTED
-
-    walk(raw, "")
+def to_config(dcfg: DictConfig) -> Config:
+    """The composed DictConfig as qbench's frozen Config (not yet validated)."""
     obj = OmegaConf.to_object(dcfg)
     if not isinstance(obj, Config):
         raise ConfigError("config", type(obj).__name__, "expected qbench's Config schema")
-    return obj, redacted
+    return obj
 
 
-def _config_yaml(dcfg: DictConfig, redacted: dict[str, str]) -> str:
+def env_paths(dcfg: DictConfig) -> list[tuple[str, ...]]:
+    """Paths of the values that come from ``${oc.env:...}``: never copied into results."""
+    paths: list[tuple[str, ...]] = []
+
+    def walk(node: Any, path: tuple[str, ...]) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, (*path, str(key)))
+        elif isinstance(node, str) and _ENV_MARK in node:
+            paths.append(path)
+
+    walk(OmegaConf.to_container(dcfg, resolve=False), ())
+    return paths
+
+
+def config_yaml(dcfg: DictConfig, redact: list[tuple[str, ...]]) -> str:
+    """The resolved config as YAML, with the values at ``redact`` replaced."""
     resolved = OmegaConf.to_container(dcfg, resolve=True)
-    assert isinstance(resolved, dict)
-    for flat_key in redacted:
+    for path in redact:
         node: Any = resolved
-        parts = flat_key.split("_")
-        # keys are snake_case themselves: walk the longest matching prefix at each level
-        while parts and isinstance(node, dict):
-            for i in range(len(parts), 0, -1):
-                key = "_".join(parts[:i])
-                if key in node:
-                    if i == len(parts):
-                        node[key] = REDACTED
-                        parts = []
-                    else:
-                        node, parts = node[key], parts[i:]
-                    break
-            else:
-                break
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = REDACTED
     return OmegaConf.to_yaml(OmegaConf.create(resolved))
 
 
@@ -183,7 +176,7 @@ def preflight(argv: list[str]) -> int:
                 )
                 with read_write(dcfg), open_dict(dcfg):
                     del dcfg["hydra"]
-                validate(to_config(dcfg)[0])
+                validate(to_config(dcfg))
             except ConfigError as exc:
                 raise PreflightError(str(exc)) from None
             except (HydraException, OmegaConfBaseException) as exc:
@@ -204,8 +197,8 @@ def _task(dcfg: DictConfig) -> float | None:
     job_num = int(OmegaConf.select(cast(DictConfig, hc), "job.num", default=0) or 0)
     label = hc.job.override_dirname or "defaults"
     try:
-        cfg, redacted = to_config(dcfg)
-        cfg = validate(cfg)
+        cfg = validate(to_config(dcfg))
+        redact = env_paths(dcfg)
     except ConfigError as exc:
         log.error("qbench: %s", exc)
         write_status(job_dir, {"status": "failed", "reason": str(exc), "job_num": job_num})
@@ -215,8 +208,8 @@ def _task(dcfg: DictConfig) -> float | None:
             cfg,
             job_dir,
             job_num=job_num,
-            config_yaml=_config_yaml(dcfg, redacted),
-            redacted=redacted,
+            config_yaml=config_yaml(dcfg, redact),
+            redacted={"_".join(path): REDACTED for path in redact},
         )
     except QbenchError as exc:  # e.g. results already there: nothing is overwritten
         log.error("job %d (%s) failed: %s", job_num, label, exc)

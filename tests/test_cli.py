@@ -155,3 +155,18 @@ def test_hydra_flags_work(tmp_path: Path) -> None:
         f"journal={m}" for m in ("delete", "persist", "truncate", "wal")
     }
     assert list(tmp_path.iterdir()) == []
+
+
+def test_environment_values_are_not_copied_into_results(tmp_path: Path) -> None:
+    secret_dir = tmp_path / "secret-place"
+    secret_dir.mkdir()
+    run_dir = tmp_path / "run"
+    proc = run_qbench(
+        ["db.dir=${oc.env:QBENCH_TEST_DB_DIR}", "tasks=20", "iterations=1", "warmup=0", f"hydra.run.dir={run_dir}"],
+        tmp_path,
+        env_extra={"QBENCH_TEST_DB_DIR": str(secret_dir)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    path = run_dir / "metrics.parquet"
+    assert set(pd.read_parquet(path)["db_dir"]) == {"<from environment>"}
+    assert b"secret-place" not in pq.read_schema(path).metadata[META_CONFIG.encode()]
