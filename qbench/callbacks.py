@@ -49,3 +49,26 @@ class JobStatusCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         FAILED_JOBS[:] = failed_jobs(Path(config.hydra.sweep.dir))
+
+
+class AggregateCallback(Callback):
+    """Aggregate the sweep directory when a multirun ends (thresholds: see qbench.aggregate.Thresholds)."""
+
+    def __init__(self, enabled: bool = True, **thresholds: Any) -> None:
+        self.enabled = enabled
+        self.thresholds = thresholds
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if not self.enabled:
+            return
+        from qbench.aggregate import AggregateError, Thresholds, aggregate
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            result = aggregate([sweep_dir], sweep_dir, Thresholds(**self.thresholds))
+        except AggregateError as exc:
+            log.error("aggregation of %s: %s", sweep_dir, exc)
+            return
+        for path, reason in result.loaded.skipped:
+            log.warning("aggregation left out %s: %s", path, reason)
+        log.info("aggregated %d job(s) into %s (report.md, report.html)", len(result.loaded.files), sweep_dir)
