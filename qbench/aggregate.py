@@ -19,6 +19,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import pyarrow.parquet as pq
 
 from qbench.analysis import bootstrap_median_ci, cv
 from qbench.errors import QbenchError, ResultsError
-from qbench.results import IDENTITY_COLUMNS, MEASURE_COLUMNS, META_STATUS, METRICS_FILE, read_metadata
+from qbench.results import IDENTITY_COLUMNS, MEASURE_COLUMNS, META_STATUS, METRICS_FILE, check_metadata
 
 IDENTITY = [c.name for c in IDENTITY_COLUMNS]
 MEASURES = [c.name for c in MEASURE_COLUMNS]
@@ -129,12 +130,16 @@ def find_metrics(paths: Sequence[Path]) -> list[Path]:
 
 
 def _read_one(path: Path) -> pa.Table:
-    meta = read_metadata(path)
+    try:
+        parquet = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise ResultsError(f"not a readable Parquet file ({exc})") from None
+    meta = check_metadata(path, parquet.schema_arrow.metadata)
     status = json.loads(meta.get(META_STATUS, "{}") or "{}")
     if status.get("status") not in (None, "ok"):
         raise ResultsError(f"job failed: {status.get('reason') or 'no reason recorded'}")
     try:
-        table = pq.read_table(path)
+        table = parquet.read()
     except (OSError, pa.ArrowException) as exc:
         raise ResultsError(f"unreadable ({exc})") from None
     missing = REQUIRED - set(table.column_names)
@@ -148,13 +153,21 @@ def load_results(paths: Sequence[Path]) -> Loaded:
     files = find_metrics(paths)
     tables: list[pa.Table] = []
     loaded = Loaded(pd.DataFrame())
-    for path in files:
+
+    def read(path: Path) -> pa.Table | str:
         try:
-            tables.append(_read_one(path))
-            loaded.files.append(path)
+            return _read_one(path)
         except ResultsError as exc:
-            reason = str(exc).removeprefix(f"{path}: ")
-            loaded.skipped.append((str(path), reason))
+            return str(exc).removeprefix(f"{path}: ")
+
+    # pyarrow releases the GIL while it reads: a few threads overlap the per-file costs.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for path, result in zip(files, pool.map(read, files), strict=True):
+            if isinstance(result, str):
+                loaded.skipped.append((str(path), result))
+            else:
+                tables.append(result)
+                loaded.files.append(path)
     if tables:
         loaded.frame = pa.concat_tables(tables, promote_options="default").to_pandas()
     return loaded
@@ -176,20 +189,38 @@ def measured(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["phase"] == "measure"]
 
 
+def iterations_by_config(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Measured throughputs of each config, keyed by the summary's ``config_id``."""
+    keys = key_columns(frame)
+    return {
+        config_id(values): group["throughput_tps"].to_numpy(dtype=float)
+        for values, group in measured(frame).groupby(keys, dropna=False, sort=False)
+    }
+
+
 def summarize(frame: pd.DataFrame, thresholds: Thresholds = Thresholds()) -> pd.DataFrame:
     """One row per distinct config and host, from measured iterations only."""
     data = measured(frame)
     keys = key_columns(frame)
+    numeric = data[list(MEDIAN_COLUMNS)].apply(pd.to_numeric, errors="coerce")
+    counted = data[[*keys, "run_id", "tasks_lost", "tasks_duplicated"]]
+    grouped = pd.concat([counted, numeric], axis=1).groupby(keys, dropna=False, sort=True)
+    medians = grouped[list(MEDIAN_COLUMNS)].median()
+    jobs = grouped["run_id"].nunique()
+    lost = grouped["tasks_lost"].sum()
+    duplicated = grouped["tasks_duplicated"].sum()
     rows = []
-    for values, group in data.groupby(keys, dropna=False, sort=True):
-        tps = group["throughput_tps"].to_numpy(dtype=float)
+    for position, (values, tps_series) in enumerate(
+        data.groupby(keys, dropna=False, sort=True)["throughput_tps"]
+    ):
+        tps = tps_series.to_numpy(dtype=float)
         low, high = bootstrap_median_ci(tps, resamples=thresholds.bootstrap_resamples)
         variation = cv(tps)
         row: dict[str, object] = dict(zip(keys, values, strict=True))
         row.update(
             config_id=config_id(values),
-            iterations=len(group),
-            jobs=group["run_id"].nunique(),
+            iterations=len(tps),
+            jobs=int(jobs.iloc[position]),
             throughput_tps_median=float(np.median(tps)),
             throughput_tps_mean=float(np.mean(tps)),
             throughput_tps_stdev=float(np.std(tps, ddof=1)) if len(tps) > 1 else float("nan"),
@@ -197,12 +228,11 @@ def summarize(frame: pd.DataFrame, thresholds: Thresholds = Thresholds()) -> pd.
             throughput_tps_ci_high=high,
             throughput_tps_cv=variation,
             noisy=bool(variation > thresholds.cv) if not np.isnan(variation) else False,
-            tasks_lost_total=int(group["tasks_lost"].sum()),
-            tasks_duplicated_total=int(group["tasks_duplicated"].sum()),
+            tasks_lost_total=int(lost.iloc[position]),
+            tasks_duplicated_total=int(duplicated.iloc[position]),
         )
         for column in MEDIAN_COLUMNS:
-            series = pd.to_numeric(group[column], errors="coerce")
-            row[f"{column}_median"] = float(series.median()) if series.notna().any() else float("nan")
+            row[f"{column}_median"] = float(medians[column].iloc[position])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -318,7 +348,9 @@ def thresholds_from(args: argparse.Namespace) -> Thresholds:
     values = {f.name: getattr(args, f.name) for f in fields(Thresholds)}
     for name in ("knee_fraction", "busy_rate", "cv", "alpha", "pool_wait_share", "lock_wait_share"):
         if not 0 < values[name] <= 1:
-            raise AggregateError(f"--{name.replace('_', '-')}={values[name]} is not allowed: expected a number in (0, 1]")
+            raise AggregateError(
+                f"--{name.replace('_', '-')}={values[name]} is not allowed: expected a number in (0, 1]"
+            )
     if values["bootstrap_resamples"] < 100:
         raise AggregateError(
             f"--bootstrap-resamples={values['bootstrap_resamples']} is not allowed: expected >= 100"

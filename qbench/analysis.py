@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy import stats
 
 from qbench.fits import FitStatus, ScalingFit, fit_amdahl, fit_usl, usl_throughput
@@ -30,12 +31,15 @@ __all__ = [
 NAN = float("nan")
 
 
-def _clean(values: Sequence[float]) -> np.ndarray:
-    arr = np.asarray(values, dtype=float)
+Samples = Sequence[float] | NDArray[np.float64]
+
+
+def _clean(values: Samples) -> NDArray[np.float64]:
+    arr: NDArray[np.float64] = np.asarray(values, dtype=float)
     return arr[np.isfinite(arr)]
 
 
-def cv(values: Sequence[float]) -> float:
+def cv(values: Samples) -> float:
     """Coefficient of variation (sample stdev / mean); NaN with fewer than 2 values."""
     arr = _clean(values)
     if arr.size < 2 or arr.mean() == 0:
@@ -44,7 +48,7 @@ def cv(values: Sequence[float]) -> float:
 
 
 def bootstrap_median_ci(
-    values: Sequence[float], *, resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+    values: Samples, *, resamples: int = 2000, confidence: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
     """Percentile-bootstrap CI of the median; (NaN, NaN) with fewer than 3 values.
 
@@ -74,8 +78,8 @@ class Comparison:
 
 
 def compare_samples(
-    a: Sequence[float],
-    b: Sequence[float],
+    a: Samples,
+    b: Samples,
     *,
     alpha: float = 0.05,
     resamples: int = 2000,
@@ -95,5 +99,5 @@ def compare_samples(
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = rb / ra
     ratios = ratios[np.isfinite(ratios)]
-    low, high = (np.percentile(ratios, [2.5, 97.5]) if ratios.size else (NAN, NAN))
+    low, high = np.percentile(ratios, [2.5, 97.5]) if ratios.size else (NAN, NAN)
     return Comparison(med_a, med_b, ratio, float(low), float(high), p_value, p_value < alpha)

@@ -31,7 +31,9 @@ def compare_sweeps(
     skipped = loaded["baseline"].skipped + loaded["candidate"].skipped
     for name, result in loaded.items():
         if result.frame.empty:
-            raise AggregateError(f"the {name} {baseline if name == 'baseline' else candidate} holds no usable results")
+            raise AggregateError(
+                f"the {name} {baseline if name == 'baseline' else candidate} holds no usable results"
+            )
     base, cand = measured(loaded["baseline"].frame), measured(loaded["candidate"].frame)
     keys = [k for k in key_columns(base) if k != "host" and k in cand.columns]
     rows = []
@@ -71,23 +73,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise AggregateError(f"--threshold={args.threshold} is not allowed: expected a number in [0, 1)")
         if not 0 < args.alpha < 1:
             raise AggregateError(f"--alpha={args.alpha} is not allowed: expected a number in (0, 1)")
-        table, skipped = compare_sweeps(args.baseline, args.candidate, threshold=args.threshold, alpha=args.alpha)
+        table, skipped = compare_sweeps(
+            args.baseline, args.candidate, threshold=args.threshold, alpha=args.alpha
+        )
     except AggregateError as exc:
         print(f"qbench.compare: error: {exc}", file=sys.stderr)
         return 2
     for path, reason in skipped:
         print(f"qbench.compare: skipped {path}: {reason}", file=sys.stderr)
-    varying = [c for c in table.columns[: list(table.columns).index("baseline_tps")] if table[c].astype(str).nunique() > 1]
+    varying = [
+        c
+        for c in table.columns[: list(table.columns).index("baseline_tps")]
+        if table[c].astype(str).nunique() > 1
+    ]
     for _, row in table.iterrows():
         label = ", ".join(f"{c}={row[c]}" for c in varying) or "config"
-        verdict = "REGRESSION" if row["regression"] else ("faster" if row["significant"] and row["ratio"] > 1 else "same")
+        verdict = (
+            "REGRESSION"
+            if row["regression"]
+            else ("faster" if row["significant"] and row["ratio"] > 1 else "same")
+        )
         print(
             f"{label}: {row['baseline_tps']:,.0f} -> {row['candidate_tps']:,.0f} tasks/s, "
             f"ratio {row['ratio']:.3f} [{row['ratio_ci_low']:.3f}, {row['ratio_ci_high']:.3f}], "
             f"p={row['p_value']:.3g}: {verdict}"
         )
     regressions = int(table["regression"].sum())
-    print(f"{len(table)} config(s) compared, {regressions} significantly slower by more than {args.threshold:.0%}")
+    print(
+        f"{len(table)} config(s) compared, "
+        f"{regressions} significantly slower by more than {args.threshold:.0%}"
+    )
     return 1 if regressions else 0
 
 

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
 
-from qbench.aggregate import Thresholds, measured
+from qbench.aggregate import Thresholds, iterations_by_config, measured
 from qbench.analysis import compare_samples
 
 GROUP = ["host", "workload_kind", "journal_mode", "synchronous"]
@@ -31,17 +29,9 @@ DIMENSIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _iterations(frame: pd.DataFrame, keys: Sequence[str], row: pd.Series) -> np.ndarray:
-    data = measured(frame)
-    mask = np.ones(len(data), dtype=bool)
-    for key in keys:
-        value = row[key]
-        column = data[key]
-        mask &= (column.isna() if pd.isna(value) else (column == value)).to_numpy()
-    return data.loc[mask, "throughput_tps"].to_numpy(dtype=float)
-
-
-def _bottleneck(row: pd.Series, frame_rows: pd.DataFrame, usl: pd.Series | None, t: Thresholds) -> tuple[str, str]:
+def _bottleneck(
+    row: pd.Series, frame_rows: pd.DataFrame, usl: pd.Series | None, t: Thresholds
+) -> tuple[str, str]:
     """Name what limits the best config, with the figure that shows it."""
     workers = max(int(row["workers"]), 1)
     duration = float(row["duration_s_median"]) or float("nan")
@@ -58,17 +48,21 @@ def _bottleneck(row: pd.Series, frame_rows: pd.DataFrame, usl: pd.Series | None,
         return "crosstalk and retries", (
             f"{retries:.2f} retries per task, busy rate {row['busy_rate_median']:.2%}"
         )
-    if usl is not None and usl.get("usl_status") in ("ok", "poor_fit") and math.isfinite(usl["usl_n_star"]):
-        if usl["usl_n_star"] < usl["workers_max"]:
-            return "crosstalk and retries", (
-                f"USL coherency kappa={usl['usl_kappa']:.3g}: throughput peaks at "
-                f"N*={usl['usl_n_star']:.1f} workers and falls beyond it"
-            )
-    if lock_share > t.lock_wait_share:
+    # The fitted law is evidence only where it fits (status ok: R^2 >= 0.8).
+    fits = usl is not None and usl.get("usl_status") == "ok"
+    peak = float(usl["usl_n_star"]) if fits and usl is not None else math.inf
+    if usl is not None and math.isfinite(peak) and usl["workers_min"] <= peak < usl["workers_max"]:
+        return "crosstalk and retries", (
+            f"USL coherency kappa={usl['usl_kappa']:.3g}: throughput peaks at "
+            f"N*={peak:.1f} workers and falls beyond it"
+        )
+    # Only BEGIN IMMEDIATE times the lock alone; in autocommit and deferred modes the timed
+    # statement includes its own execution, so its share is an upper bound, not evidence.
+    if row.get("claim_tx") == "immediate" and lock_share > t.lock_wait_share:
         return "serialization on the write lock", (
             f"workers spent {lock_share:.0%} of their time waiting for the write lock"
         )
-    if usl is not None and usl.get("usl_status") in ("ok", "poor_fit") and usl["usl_sigma"] > 0.5:
+    if fits and usl is not None and usl["usl_sigma"] > 0.5:
         return "serialization on the write lock", (
             f"USL contention sigma={usl['usl_sigma']:.2f}: adding workers adds almost no throughput"
         )
@@ -95,6 +89,7 @@ def recommendations(
     if summary.empty:
         return pd.DataFrame()
     curve_keys = [k for k in keys if k != "workers"]
+    samples = iterations_by_config(frame)
     rows = []
     for group_values, group in summary.groupby(GROUP, dropna=False, sort=True):
         best = group.loc[group["throughput_tps_median"].idxmax()]
@@ -122,13 +117,16 @@ def recommendations(
         notes = []
         if best["noisy"]:
             notes.append(f"noisy: throughput CV {best['throughput_tps_cv']:.0%} > {t.cv:.0%}")
+        noisy = int(on_curve["noisy"].sum())
+        if noisy and not best["noisy"]:
+            notes.append(f"{noisy} of {len(on_curve)} points on this curve are noisy (CV > {t.cv:.0%})")
+        if usl is not None and usl.get("usl_status") not in (None, "ok"):
+            notes.append(f"scaling fit {usl['usl_status']}: {usl['usl_message']}")
         levels = on_curve["workers"].nunique()
         if levels < 3:
             notes.append(f"only {levels} worker count(s) measured on this curve")
         if int(knee["workers"]) != int(best["workers"]):
-            test = compare_samples(
-                _iterations(frame, keys, knee), _iterations(frame, keys, best), alpha=t.alpha
-            )
+            test = compare_samples(samples[knee["config_id"]], samples[best["config_id"]], alpha=t.alpha)
             if not test.significant:
                 notes.append(
                     f"best ({int(best['workers'])} workers) and knee ({int(knee['workers'])}) are not "
@@ -166,7 +164,12 @@ def recommendations(
 
 
 def comparisons(frame: pd.DataFrame, summary: pd.DataFrame, keys: list[str], t: Thresholds) -> pd.DataFrame:
-    """Pairs of configs that differ in exactly one dimension: rank test and effect with CI."""
+    """Pairs of configs that differ in exactly one dimension: rank test and effect with CI.
+
+    With up to three values of the dimension every pair is compared; with more, each
+    value is compared against the best of them.
+    """
+    samples = iterations_by_config(frame)
     rows = []
     for dimension, columns in DIMENSIONS.items():
         present = [c for c in columns if c in summary.columns]
@@ -178,9 +181,18 @@ def comparisons(frame: pd.DataFrame, summary: pd.DataFrame, keys: list[str], t: 
             if len(variants) < 2:
                 continue
             context = dict(zip(others, context_values, strict=True))
-            for (_, a), (_, b) in itertools.combinations(variants.iterrows(), 2):
+            records = [row for _, row in variants.iterrows()]
+            if len(records) <= 3:
+                pairs = list(itertools.combinations(records, 2))
+            else:
+                # Many values of one knob: each against the best of them, not every pair.
+                best = max(records, key=lambda r: r["throughput_tps_median"])
+                pairs = [(r, best) for r in records if r["config_id"] != best["config_id"]]
+            for a, b in pairs:
                 test = compare_samples(
-                    _iterations(frame, keys, a), _iterations(frame, keys, b), alpha=t.alpha,
+                    samples[a["config_id"]],
+                    samples[b["config_id"]],
+                    alpha=t.alpha,
                     resamples=t.bootstrap_resamples,
                 )
                 rows.append(

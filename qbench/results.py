@@ -239,10 +239,19 @@ def read_metadata(path: Path) -> dict[str, str]:
         ResultsError: not a Parquet file, or not a qbench file of this schema version.
     """
     try:
-        raw = pq.read_schema(path).metadata or {}
+        raw = pq.read_schema(path).metadata
     except (OSError, pa.ArrowException) as exc:
         raise ResultsError(f"{path}: not a readable Parquet file ({exc})") from None
-    meta = {k.decode(): v.decode() for k, v in raw.items() if k.startswith(b"qbench.")}
+    return check_metadata(path, raw)
+
+
+def check_metadata(path: Path, raw: Mapping[bytes, bytes] | None) -> dict[str, str]:
+    """The qbench entries of a file's key-value metadata, checked for this schema version.
+
+    Raises:
+        ResultsError: not a qbench file, or one of another schema version.
+    """
+    meta = {k.decode(): v.decode() for k, v in (raw or {}).items() if k.startswith(b"qbench.")}
     version = meta.get(META_SCHEMA_VERSION)
     if version is None:
         raise ResultsError(f"{path}: not a qbench results file (no {META_SCHEMA_VERSION})")

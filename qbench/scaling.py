@@ -1,4 +1,4 @@
-"""Scaling curves: throughput against workers with every other config value fixed, fitted by USL and Amdahl."""
+"""Scaling curves: throughput against workers, every other config value fixed; USL and Amdahl fits."""
 
 from __future__ import annotations
 
@@ -62,8 +62,8 @@ def scaling_table(frame: pd.DataFrame, summary: pd.DataFrame, keys: list[str]) -
         row: dict[str, object] = {"curve_id": f"c{number}", **fixed}
         row.update(
             label=curve_label(fixed, label_columns),
-            points=int(len(set(n.tolist()))),
-            iterations=int(len(n)),
+            points=len(set(n.tolist())),
+            iterations=len(n),
             workers_min=int(n.min()) if len(n) else 0,
             workers_max=int(n.max()) if len(n) else 0,
         )

@@ -34,7 +34,9 @@ def make_sweep(
     pool_wait_share: float = 0.0,
 ) -> None:
     for i, (workers, tps) in enumerate(sorted(curve.items())):
-        cfg = config_columns(workers=workers, **{"journal.mode": journal}, synchronous="normal" if journal == "wal" else "full")
+        cfg = config_columns(
+            workers=workers, **{"journal.mode": journal}, synchronous="normal" if journal == "wal" else "full"
+        )
         rate = (busy or {}).get(workers, 0.0)
 
         def extra(_: int, workers: int = workers, tps: float = tps, rate: float = rate) -> dict[str, float]:
@@ -98,7 +100,9 @@ def test_pool_exhaustion_is_named_with_its_figure(tmp_path: Path) -> None:
     frame = load_results([tmp_path]).frame
     keys = key_columns(frame)
     summary = summarize(frame)
-    [rec] = recommendations(frame, summary, scaling_table(frame, summary, keys), keys, Thresholds()).to_dict("records")
+    [rec] = recommendations(frame, summary, scaling_table(frame, summary, keys), keys, Thresholds()).to_dict(
+        "records"
+    )
     assert rec["bottleneck"] == "pool exhaustion"
     assert "60%" in rec["bottleneck_evidence"]
 
@@ -113,8 +117,7 @@ def test_comparison_between_journals_is_significant_only_when_it_is(tmp_path: Pa
     assert len(journal) == 2
     at1, at2 = journal.loc["workers=1"], journal.loc["workers=2"]
     assert at1["significant"] and at1["p_value"] < 0.05
-    low, high = sorted([at1["ratio"], 1 / at1["ratio"]])
-    assert low == pytest.approx(0.5, rel=0.05)
+    assert min(at1["ratio"], 1 / at1["ratio"]) == pytest.approx(0.5, rel=0.05)
     assert at1["ratio_ci_low"] <= at1["ratio"] <= at1["ratio_ci_high"]
     assert not at2["significant"] or abs(at2["ratio"] - 1) < 0.02
 
@@ -195,8 +198,24 @@ def test_compare_gates_on_a_significant_slowdown(tmp_path: Path) -> None:
     assert slow.returncode == 1
     assert "workers=4" in slow.stdout and "REGRESSION" in slow.stdout
     lenient = run_qbench(
-        [str(tmp_path / "base"), str(tmp_path / "slow"), "--threshold", "0.5"], tmp_path, module="qbench.compare"
+        [str(tmp_path / "base"), str(tmp_path / "slow"), "--threshold", "0.5"],
+        tmp_path,
+        module="qbench.compare",
     )
     assert lenient.returncode == 0
     nothing = run_qbench([str(tmp_path / "base"), str(tmp_path / "nope")], tmp_path, module="qbench.compare")
     assert nothing.returncode == 2 and nothing.stderr.count("\n") == 1
+
+
+def test_callback_thresholds_in_conf_match_the_defaults() -> None:
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    from qbench._paths import conf_dir
+
+    conf = OmegaConf.load(conf_dir() / "config.yaml")
+    configured = dict(conf.hydra.callbacks.aggregate)
+    configured.pop("_target_")
+    configured.pop("enabled")
+    assert configured == dataclasses.asdict(Thresholds())

@@ -44,7 +44,7 @@ def test_sweep_writes_one_parquet_per_job_loadable_without_qbench(tmp_path: Path
     assert df["audit_ok"].all() and (df["tasks_lost"] == 0).all()
 
     # pyarrow.dataset over the sweep directory
-    table = ds.dataset(str(sweep), format="parquet", exclude_invalid_files=True).to_table()
+    table = ds.dataset(files, format="parquet").to_table()
     assert table.num_rows == 12
     assert "throughput_tps" in table.column_names
 
@@ -56,6 +56,17 @@ def test_sweep_writes_one_parquet_per_job_loadable_without_qbench(tmp_path: Path
     assert json.loads(meta[META_STATUS.encode()])["status"] == "ok"
     # no database files left behind
     assert not glob.glob(str(sweep / "**" / "*.db*"), recursive=True)
+
+    # the sweep was aggregated when it ended
+    summary = pd.read_parquet(sweep / "summary.parquet")
+    assert len(summary) == 4 and (summary["iterations"] == 2).all()
+    assert len(pd.read_parquet(sweep / "scaling.parquet")) == 2
+    recs = pd.read_parquet(sweep / "recommendations.parquet")
+    assert set(recs["journal_mode"]) == {"wal", "delete"}
+    assert (sweep / "recommendations.csv").exists() and (sweep / "report.html").exists()
+    report = (sweep / "report.md").read_text()
+    assert "## Key findings" in report and "## Configuration recommendations" in report
+    assert "too_few_points" in report  # two worker counts cannot carry a USL fit
 
 
 def test_single_run_goes_under_outputs_runs(tmp_path: Path) -> None:
@@ -162,7 +173,13 @@ def test_environment_values_are_not_copied_into_results(tmp_path: Path) -> None:
     secret_dir.mkdir()
     run_dir = tmp_path / "run"
     proc = run_qbench(
-        ["db.dir=${oc.env:QBENCH_TEST_DB_DIR}", "tasks=20", "iterations=1", "warmup=0", f"hydra.run.dir={run_dir}"],
+        [
+            "db.dir=${oc.env:QBENCH_TEST_DB_DIR}",
+            "tasks=20",
+            "iterations=1",
+            "warmup=0",
+            f"hydra.run.dir={run_dir}",
+        ],
         tmp_path,
         env_extra={"QBENCH_TEST_DB_DIR": str(secret_dir)},
     )

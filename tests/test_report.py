@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from qbench.report import write_report
+from qbench.report import _curves, write_report
 
 HOST = "bench-1"
 WORKERS = (1, 2, 4, 8)
 # (lambda tasks/s, sigma, kappa) of the USL curve each journal mode follows exactly.
 USL = {"wal": (1234.5, 0.05, 0.002), "delete": (410.0, 0.3, 0.02)}
+SYNC_FACTOR = {"off": 1.3, "normal": 1.0, "full": 0.7}
 THRESHOLDS = {"knee_fraction": 0.95, "busy_rate": 0.001, "cv": 0.10, "alpha": 0.05}
 PLOTS = ("plot_throughput.png", "plot_efficiency.png", "plot_busy_rate.png", "plot_latency.png")
-EVIDENCE = "Lock waits took 41% of the drain at 8 workers (σ=0.05)."
+EVIDENCE = "Lock waits took 41% of the drain at 8 workers."
+SIGMA, KAPPA, TIMES = (
+    "\N{GREEK SMALL LETTER SIGMA}",
+    "\N{GREEK SMALL LETTER KAPPA}",
+    "\N{MULTIPLICATION SIGN}",
+)
+EN = "\N{EN DASH}"
 
 
 def usl(n: float, lam: float, sigma: float, kappa: float) -> float:
@@ -44,28 +52,45 @@ def config(journal: str) -> dict[str, object]:
     }
 
 
-def make_summary() -> pd.DataFrame:
+def make_summary(synchronous: tuple[str, ...] = ("normal",)) -> pd.DataFrame:
+    """Two journal modes (times each synchronous) at workers 1, 2, 4, 8, throughput on the USL curves."""
+    busy = {"wal": 0.0001, "delete": 0.0008}  # wal stays below the 0.1% threshold up to 8 workers
     rows = []
-    for journal, coefficients in USL.items():
-        for w in WORKERS:
-            x = usl(w, *coefficients)
-            rows.append(
-                {"config_id": f"{journal}-{w}", "host": HOST, **config(journal), "workers": w}
-                | {"iterations": 5, "jobs": 1, "throughput_tps_median": x, "throughput_tps_mean": x}
-                | {"throughput_tps_stdev": 0.02 * x, "throughput_tps_ci_low": 0.97 * x}
-                | {
-                    "throughput_tps_ci_high": 1.03 * x,
-                    "throughput_tps_cv": 0.02,
-                    "noisy": journal == "delete",
-                }
-                | {"efficiency_tps_per_worker_median": x / w, "harness_efficiency_median": 0.9}
-                | {"ceiling_tps_median": math.nan, "e2e_latency_p50_ms_median": 2000 * w / x}
-                | {"e2e_latency_p95_ms_median": 3000 * w / x, "e2e_latency_p99_ms_median": 3500 * w / x}
-                | {"claim_latency_p99_ms_median": 2.0 * w, "busy_rate_median": 0.0004 * w * w}
-                | {"lock_wait_total_s_median": 0.1 * w, "pool_wait_total_s_median": 0.0}
-                | {"cpu_util_cores_median": 0.8, "rss_peak_bytes_median": 5e7, "duration_s_median": 2000 / x}
-                | {"tasks_lost_total": 0, "tasks_duplicated_total": 0}
-            )
+    for (journal, coefficients), sync, w in itertools.product(USL.items(), synchronous, WORKERS):
+        x, cv = SYNC_FACTOR[sync] * usl(w, *coefficients), 0.15 if journal == "delete" else 0.02
+        rows.append(
+            {
+                "config_id": f"{journal}-{sync}-{w}",
+                "host": HOST,
+                **config(journal),
+                "synchronous": sync,
+                "workers": w,
+                "iterations": 5,
+                "jobs": 1,
+                "throughput_tps_median": x,
+                "throughput_tps_mean": x,
+                "throughput_tps_stdev": cv * x,
+                "throughput_tps_ci_low": 0.97 * x,
+                "throughput_tps_ci_high": 1.03 * x,
+                "throughput_tps_cv": cv,
+                "noisy": cv > 0.1,
+                "efficiency_tps_per_worker_median": x / w,
+                "harness_efficiency_median": 0.9,
+                "ceiling_tps_median": math.nan,
+                "e2e_latency_p50_ms_median": 2000 * w / x,
+                "e2e_latency_p95_ms_median": 3000 * w / x,
+                "e2e_latency_p99_ms_median": 3500 * w / x,
+                "claim_latency_p99_ms_median": 2.0 * w,
+                "busy_rate_median": busy[journal] * w,
+                "lock_wait_total_s_median": 0.1 * w,
+                "pool_wait_total_s_median": 0.0,
+                "cpu_util_cores_median": 0.8,
+                "rss_peak_bytes_median": 5e7,
+                "duration_s_median": 2000 / x,
+                "tasks_lost_total": 0,
+                "tasks_duplicated_total": 0,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -178,12 +203,13 @@ def test_markdown_carries_sections_and_input_numbers(full: tuple[Path, list[Path
     recommendations = make_recommendations(make_summary())
     wal = recommendations[recommendations["journal_mode"] == "wal"].iloc[0]
     assert f"best median throughput {wal['best_throughput_tps']:,.0f} tasks/s" in md
-    assert f"(95% CI {wal['best_throughput_ci_low']:,.0f}–{wal['best_throughput_ci_high']:,.0f})" in md
+    assert f"(95% CI {wal['best_throughput_ci_low']:,.0f}{EN}{wal['best_throughput_ci_high']:,.0f})" in md
     assert "busy errors above 0.1% from 2 workers" in md
     assert "busy errors never above 0.1% up to 8 workers" in md
     assert EVIDENCE in md
-    assert "contention σ=0.05, coherency κ=0.002" in md
-    assert "journal_mode wal vs delete" in md and "2.5× throughput (95% CI 2.31–2.74), p=0.0079" in md
+    assert f"contention {SIGMA}=0.05, coherency {KAPPA}=0.002, predicted peak N*=21.8" in md
+    assert f"journal_mode wal vs delete on {HOST}" in md
+    assert f"2.5{TIMES} throughput (95% CI 2.31{EN}2.74), p=0.0079" in md
     assert "poor_fit: R² 0.62 below 0.8" in md
     assert "4 of 8 configurations are noisy" in md
     for name in PLOTS:
@@ -214,19 +240,46 @@ def test_single_worker_count_skips_plots_and_says_why(tmp_path: Path) -> None:
         assert "measured at only one worker count (workers: 4), so there is no curve to draw" in text
 
 
-@pytest.mark.parametrize("with_columns", [False, True])
-def test_empty_tables_do_not_crash(tmp_path: Path, with_columns: bool) -> None:
-    def empty(frame: pd.DataFrame) -> pd.DataFrame:
-        return frame.iloc[0:0] if with_columns else pd.DataFrame()
-
+def test_empty_tables_do_not_crash(tmp_path: Path) -> None:
     summary = make_summary()
-    tables = {
-        "scaling": empty(make_scaling()),
-        "recommendations": empty(make_recommendations(summary)),
-        "comparisons": empty(make_comparisons()),
+    tables = {  # one without columns, two with columns but no rows
+        "scaling": pd.DataFrame(),
+        "recommendations": make_recommendations(summary).iloc[0:0],
+        "comparisons": make_comparisons().iloc[0:0],
     }
     write_report(tmp_path, summary, **tables)
     md = (tmp_path / "report.md").read_text()
     assert "No recommendation was derived." in md and "No scaling curve was fitted." in md
-    assert "## Comparisons" not in md
+    assert "## Comparisons" not in md and "Thresholds used: none were passed" in md
     assert (tmp_path / "plot_throughput.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_many_curves_are_labelled_by_what_varies(tmp_path: Path) -> None:
+    summary = make_summary(synchronous=("off", "normal", "full"))
+    write_report(tmp_path, summary, pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
+    md = (tmp_path / "report.md").read_text()
+    assert "Median throughput against workers, 6 curve(s)" in md
+    curves, single = _curves(summary, pd.DataFrame())
+    assert single == 0
+    assert {c.label for c in curves} == {
+        f"journal_mode={j}, synchronous={s}" for j in USL for s in ("off", "normal", "full")
+    }
+    for name in PLOTS:
+        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
+
+
+def test_fit_without_peak_or_coefficients_says_so_instead_of_numbers(tmp_path: Path) -> None:
+    summary = make_summary()
+    scaling = make_scaling()
+    scaling.loc[0, ["usl_kappa", "usl_n_star"]] = [0.0, math.inf]
+    scaling.loc[1, ["usl_status", "usl_message"]] = ["too_few_points", "3 worker levels, 4 needed"]
+    report(tmp_path, summary[summary["workers"] == 4].reset_index(drop=True), scaling=scaling)
+    md = (tmp_path / "report.md").read_text()
+    assert f"coherency {KAPPA}=0: no predicted peak." in md
+    assert "USL fit for bench-1, journal_mode=delete: too_few_points (3 worker levels, 4 needed)." in md
+    fit_rows = [line for line in md.splitlines() if line.startswith("| bench-1: journal_mode=delete | USL")]
+    assert fit_rows == [
+        f"| bench-1: journal_mode=delete | USL | 4 | 1{EN}8 |"
+        + " — |" * 6
+        + " too_few_points: 3 worker levels, 4 needed |"
+    ]
