@@ -11,8 +11,10 @@ naming each.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,6 +33,8 @@ _SHOW_ONLY = ("help", "hydra_help", "cfg", "info", "shell_completion", "resolve"
 _FAILED_HERE: list[tuple[str, str]] = []
 _ENV_MARK = "${oc.env:"
 REDACTED = "<from environment>"
+# Set by plans: a job whose directory already holds its finished results is kept, not re-run.
+RESUME_ENV = "QBENCH_RESUME"
 
 
 class PreflightError(Exception):
@@ -186,6 +190,30 @@ def preflight(argv: list[str]) -> int:
     return len(combos)
 
 
+def _resume(job_dir: Path, resolved_yaml: str) -> float | None:
+    """A finished job with the same config in ``job_dir``: its median throughput; else None.
+
+    Anything else there (a failed or interrupted job, another config) is moved aside,
+    never overwritten, so the job can run again.
+    """
+    from qbench.results import META_CONFIG, METRICS_FILE, STATUS_FILE, read_metadata, read_status
+
+    metrics = job_dir / METRICS_FILE
+    status = read_status(job_dir) or {}
+    if metrics.exists():
+        try:
+            same = read_metadata(metrics).get(META_CONFIG) == resolved_yaml
+        except QbenchError:
+            same = False
+        if same and status.get("status") == "ok":
+            median = status.get("throughput_tps_median")
+            return float(median) if median is not None else float("nan")
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        metrics.rename(job_dir / f"{METRICS_FILE}.superseded-{stamp}")
+    (job_dir / STATUS_FILE).unlink(missing_ok=True)
+    return None
+
+
 def _task(dcfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
@@ -203,12 +231,18 @@ def _task(dcfg: DictConfig) -> float | None:
         log.error("qbench: %s", exc)
         write_status(job_dir, {"status": "failed", "reason": str(exc), "job_num": job_num})
         return None
+    resolved_yaml = config_yaml(dcfg, redact)
+    if os.environ.get(RESUME_ENV) == "1":
+        kept = _resume(job_dir, resolved_yaml)
+        if kept is not None:
+            log.info("job %d (%s): already done with this config, kept", job_num, label)
+            return kept
     try:
         outcome = run_job(
             cfg,
             job_dir,
             job_num=job_num,
-            config_yaml=config_yaml(dcfg, redact),
+            config_yaml=resolved_yaml,
             redacted={"_".join(path): REDACTED for path in redact},
         )
     except QbenchError as exc:  # e.g. results already there: nothing is overwritten
