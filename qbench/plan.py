@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from qbench import __version__
 from qbench.plan_spec import Plan, PlanError, Reference, Stage, find_references, load_plan
 from qbench.progress import Progress
@@ -124,7 +126,10 @@ class Runner:
         if ref.expand == "around":
             key = FIELD_KEYS.get(ref.field)
             upstream = self.resolved.get(ref.stage)
-            points = sorted({int(float(v)) for v in (upstream.grid.get(key, []) if upstream and key else [])} | {int(value)})
+            points = sorted(
+                {int(float(v)) for v in (upstream.grid.get(key, []) if upstream and key else [])}
+                | {int(value)}
+            )
             i = points.index(int(value))
             return [str(p) for p in points[max(0, i - 1) : i + 2]]
         return [_fmt(value)]
@@ -180,10 +185,18 @@ class Runner:
             log.write(f"$ {' '.join(cmd)}\n")
             log.flush()
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-            self._write_record(stage.name, key=self.keys[stage.name], status="running", pid=proc.pid)
+            self._write_record(
+                stage.name,
+                key=self.keys[stage.name],
+                status="running",
+                pid=proc.pid,
+                started=_started(proc.pid),
+            )
             while proc.poll() is None:
                 finished = sum(1 for _ in run_dir.glob(f"*/{STATUS_FILE}"))
-                progress.update(f"job {min(finished + 1, total)}/{total}, {time.monotonic() - started:,.0f} s elapsed")
+                progress.update(
+                    f"job {min(finished + 1, total)}/{total}, {time.monotonic() - started:,.0f} s elapsed"
+                )
                 time.sleep(0.5)
         progress.clear()
         if proc.returncode != 0:
@@ -207,7 +220,8 @@ class Runner:
             return str(exc)
         return None
 
-    def run(self, *, force: set[str], dry_run: bool, out: Any = sys.stdout) -> int:
+    def run(self, *, force: set[str], dry_run: bool, out: Any = None) -> int:
+        out = out or sys.stdout
         forced = self.plan.downstream(force) if force else set()
         failed: dict[str, str] = {}
         total = len(self.plan.order)
@@ -242,17 +256,27 @@ class Runner:
             started = time.monotonic()
             what = f"{resolved.jobs()} job(s)" if stage.is_sweep else f"analysis '{stage.analysis}'"
             print(f"{label}: running {what} -> {run_dir}", file=out, flush=True)
-            reason = self._run_sweep(stage, run_dir, label) if stage.is_sweep else self._run_analysis(stage, run_dir)
+            reason = (
+                self._run_sweep(stage, run_dir, label)
+                if stage.is_sweep
+                else self._run_analysis(stage, run_dir)
+            )
             elapsed = time.monotonic() - started
             if reason is None:
-                self._write_record(name, key=self.keys[name], status="done", run_dir=str(run_dir), elapsed_s=elapsed)
+                self._write_record(
+                    name, key=self.keys[name], status="done", run_dir=str(run_dir), elapsed_s=elapsed
+                )
                 print(f"{label}: done in {elapsed:,.1f} s", file=out, flush=True)
             else:
                 failed[name] = reason
-                self._write_record(name, key=self.keys[name], status="failed", reason=reason, run_dir=str(run_dir))
+                self._write_record(
+                    name, key=self.keys[name], status="failed", reason=reason, run_dir=str(run_dir)
+                )
                 print(f"{label}: FAILED: {reason}", file=out, flush=True)
         if failed and not dry_run:
-            print(f"plan {self.plan.name} did not complete: {len(failed)} stage(s) failed or blocked", file=out)
+            print(
+                f"plan {self.plan.name} did not complete: {len(failed)} stage(s) failed or blocked", file=out
+            )
             return 1
         return 0
 
@@ -270,16 +294,21 @@ class Runner:
             refs = find_references(ref)
             expand = refs[0].expand if refs else ""
             bound *= 3 if expand in ("around", "beyond") else 1
-            lines.append(f"    {key} = {ref}   (resolved when '{refs[0].stage if refs else '?'}' has finished)")
-        exact = not any(find_references(r) and find_references(r)[0].expand == "around" for r in resolved.pending.values())
+            lines.append(
+                f"    {key} = {ref}   (resolved when '{refs[0].stage if refs else '?'}' has finished)"
+            )
+        exact = not any(
+            find_references(r) and find_references(r)[0].expand == "around" for r in resolved.pending.values()
+        )
         lines.append(f"    jobs: {bound if exact else f'up to {bound}'}")
         return "\n".join(lines)
 
-    def status(self, out: Any = sys.stdout) -> None:
+    def status(self, out: Any = None) -> None:
+        out = out or sys.stdout
         for name in self.plan.order:
             rec = self.record(name)
             state = rec.get("status", "pending")
-            if state == "running" and not _alive(rec.get("pid")):
+            if state == "running" and not _alive(rec.get("pid"), rec.get("started")):
                 state = "interrupted (re-run to resume)"
             detail = f" ({str(rec.get('key', ''))[:12]})" if state == "done" else ""
             if rec.get("status") == "failed":
@@ -287,14 +316,22 @@ class Runner:
             print(f"{name}: {state}{detail}", file=out)
 
 
-def _alive(pid: object) -> bool:
+def _started(pid: int) -> float | None:
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
+
+
+def _alive(pid: object, started: object) -> bool:
+    """The recorded process still runs (not a zombie, not a new process with a reused pid)."""
     if not isinstance(pid, int):
         return False
     try:
-        os.kill(pid, 0)
-    except OSError:
+        proc = psutil.Process(pid)
+        return bool(proc.status() != psutil.STATUS_ZOMBIE and proc.create_time() == started)
+    except psutil.Error:
         return False
-    return True
 
 
 def check_overrides(plan: Plan) -> None:
@@ -319,12 +356,18 @@ def check_overrides(plan: Plan) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m qbench.plan", description="Run a qbench plan (a DAG of stages).")
+    parser = argparse.ArgumentParser(
+        prog="python -m qbench.plan", description="Run a qbench plan (a DAG of stages)."
+    )
     parser.add_argument("plan", type=Path, help="a plan file, e.g. experiments/research.yaml")
     parser.add_argument("--dry-run", action="store_true", help="print the DAG and job counts; run nothing")
     parser.add_argument("--status", action="store_true", help="show each stage's state; run nothing")
-    parser.add_argument("--force", action="append", default=[], metavar="STAGE", help="re-run STAGE and its downstream")
-    parser.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs root (default: outputs)")
+    parser.add_argument(
+        "--force", action="append", default=[], metavar="STAGE", help="re-run STAGE and its downstream"
+    )
+    parser.add_argument(
+        "--outputs", type=Path, default=Path("outputs"), help="outputs root (default: outputs)"
+    )
     args = parser.parse_args(argv)
     try:
         plan = load_plan(args.plan)
@@ -348,4 +391,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

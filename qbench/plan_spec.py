@@ -132,7 +132,13 @@ class Plan:
 
 def find_references(text: str) -> list[Reference]:
     return [
-        Reference(m.group(0), m.group(2), m.group(3), m.group(1) or "", (m.group(4), m.group(5)) if m.group(4) else None)
+        Reference(
+            m.group(0),
+            m.group(2),
+            m.group(3),
+            m.group(1) or "",
+            (m.group(4), m.group(5)) if m.group(4) else None,
+        )
         for m in REF.finditer(text)
     ]
 
@@ -149,7 +155,9 @@ def _stage(path: Path, name: str, raw: object) -> Stage:
         raise _fail(path, where, "expected a mapping with `sweep:` or `analysis:`")
     unknown = set(raw) - STAGE_KEYS
     if unknown:
-        raise _fail(path, where, f"unknown key '{sorted(unknown)[0]}' (allowed: {', '.join(sorted(STAGE_KEYS))})")
+        raise _fail(
+            path, where, f"unknown key '{sorted(unknown)[0]}' (allowed: {', '.join(sorted(STAGE_KEYS))})"
+        )
     needs = raw.get("needs", []) or []
     if isinstance(needs, str):
         needs = [needs]
@@ -204,7 +212,9 @@ def load_plan(path: Path) -> Plan:
         raise _fail(path, "top level", "expected a mapping with `stages:`")
     unknown = set(raw) - PLAN_KEYS
     if unknown:
-        raise _fail(path, "top level", f"unknown key '{sorted(unknown)[0]}' (allowed: {', '.join(sorted(PLAN_KEYS))})")
+        raise _fail(
+            path, "top level", f"unknown key '{sorted(unknown)[0]}' (allowed: {', '.join(sorted(PLAN_KEYS))})"
+        )
     stages_raw = raw.get("stages")
     if not isinstance(stages_raw, dict) or not stages_raw:
         raise _fail(path, "top level", "`stages` must map stage names to stages")
@@ -226,13 +236,20 @@ def load_plan(path: Path) -> Plan:
         upstream = plan.upstream(stage.name)
         for ref in stage.references():
             if ref.stage not in upstream:
-                raise _fail(path, f"stage '{stage.name}'", f"{ref.text} refers to '{ref.stage}', which is not upstream")
+                raise _fail(
+                    path,
+                    f"stage '{stage.name}'",
+                    f"{ref.text} refers to '{ref.stage}', which is not upstream",
+                )
             if stages[ref.stage].analysis is not None and stages[ref.stage].analysis != "recommend":
-                raise _fail(path, f"stage '{stage.name}'", f"{ref.text}: stage '{ref.stage}' has no recommendations")
+                raise _fail(
+                    path, f"stage '{stage.name}'", f"{ref.text}: stage '{ref.stage}' has no recommendations"
+                )
             if ref.field not in RECOMMENDATION_FIELDS:
                 raise _fail(
                     path,
                     f"stage '{stage.name}'",
-                    f"{ref.text}: unknown field '{ref.field}' (allowed: {', '.join(sorted(RECOMMENDATION_FIELDS))})",
+                    f"{ref.text}: unknown field '{ref.field}' "
+                    f"(allowed: {', '.join(sorted(RECOMMENDATION_FIELDS))})",
                 )
     return plan
