@@ -37,7 +37,6 @@ MEASURES = [c.name for c in MEASURE_COLUMNS]
 REQUIRED = {*IDENTITY, *MEASURES, "workers"}
 # Harness settings: they do not change what is measured, so they do not tell configs apart.
 NOT_A_KEY = {
-    "db_dir",
     "db_keep",
     "metrics_sample_interval_ms",
     "ceiling_enabled",

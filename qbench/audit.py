@@ -26,6 +26,8 @@ class AuditResult:
     tasks_acked_twice: int
     # acknowledged ids that were never enqueued
     acks_unknown: int
+    # claims that handed a task to a second worker while the first one's lease ran
+    tasks_double_handed: int
     ok: bool
     # empty when ok; otherwise every reason, joined
     message: str
@@ -37,6 +39,7 @@ def audit_drain(
     acks: Sequence[int],
     *,
     acks_unknown: int = 0,
+    double_handed: int = 0,
     queue_states: Mapping[str, int] | None = None,
     expected_done_rows: int | None = None,
 ) -> AuditResult:
@@ -46,8 +49,9 @@ def audit_drain(
     acked_twice = sum(1 for a in acks if a > 1)
     duplicated = sum(1 for e in executions if e > 1)
     redelivered = sum(1 for c in claims if c > 1)
-    # A task executed more often than it was claimed was handed to two workers at once.
-    double_handed = sum(1 for c, e in zip(claims, executions, strict=True) if e > c)
+    # Handed to two workers at once: claimed while another lease was in flight (counted
+    # by the workers), or executed more often than it was claimed.
+    double_handed += sum(1 for c, e in zip(claims, executions, strict=True) if e > c)
     reasons = []
     if lost:
         reasons.append(f"{lost} of {n} tasks lost (never acknowledged)")
@@ -56,7 +60,7 @@ def audit_drain(
     if acks_unknown:
         reasons.append(f"{acks_unknown} acknowledgements for ids never enqueued")
     if double_handed:
-        reasons.append(f"{double_handed} tasks executed more often than claimed")
+        reasons.append(f"{double_handed} claims handed a task to two workers at once")
     if queue_states is not None:
         leftover = queue_states.get("ready", 0) + queue_states.get("leased", 0)
         if leftover:
@@ -73,6 +77,7 @@ def audit_drain(
         tasks_redelivered=redelivered,
         tasks_acked_twice=acked_twice,
         acks_unknown=acks_unknown,
+        tasks_double_handed=double_handed,
         ok=not reasons,
         message="; ".join(reasons),
     )

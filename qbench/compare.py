@@ -13,8 +13,10 @@ unusable, 0 otherwise.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -23,26 +25,65 @@ from qbench.aggregate import AggregateError, key_columns, load_results, measured
 from qbench.analysis import compare_samples
 
 
-def compare_sweeps(
-    baseline: Path, candidate: Path, *, threshold: float, alpha: float
-) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """One row per config present in both; the second value lists skipped files."""
-    loaded = {name: load_results([path]) for name, path in (("baseline", baseline), ("candidate", candidate))}
-    skipped = loaded["baseline"].skipped + loaded["candidate"].skipped
+def _norm(value: object) -> object:
+    """A config value as a matching key: NaN/None alike, 4.0 and 4 alike."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+@dataclass
+class Comparison:
+    table: pd.DataFrame
+    skipped: list[tuple[str, str]]
+    # baseline configs that the candidate does not have (a failed or missing job)
+    missing: list[str]
+
+
+def compare_sweeps(baseline: Path, candidate: Path, *, threshold: float, alpha: float) -> Comparison:
+    """One row per config present in both sweeps.
+
+    Raises:
+        AggregateError: a side has no usable results, mixes hosts, or nothing matches.
+    """
+    paths = {"baseline": baseline, "candidate": candidate}
+    loaded = {name: load_results([path]) for name, path in paths.items()}
+    frames = {}
     for name, result in loaded.items():
-        if result.frame.empty:
+        frame = measured(result.frame).copy() if not result.frame.empty else result.frame
+        if frame.empty:
+            raise AggregateError(f"the {name} ({paths[name]}) holds no usable results")
+        hosts = sorted(frame["host"].astype(str).unique())
+        if len(hosts) > 1:
             raise AggregateError(
-                f"the {name} {baseline if name == 'baseline' else candidate} holds no usable results"
+                f"the {name} mixes results of {len(hosts)} hosts ({', '.join(hosts)}): "
+                "compare one host's sweeps"
             )
-    base, cand = measured(loaded["baseline"].frame), measured(loaded["candidate"].frame)
-    keys = [k for k in key_columns(base) if k != "host" and k in cand.columns]
-    rows = []
-    cand_groups = {tuple(str(v) for v in values): group for values, group in cand.groupby(keys, dropna=False)}
-    for values, group in base.groupby(keys, dropna=False, sort=True):
-        other = cand_groups.get(tuple(str(v) for v in values))
+        frames[name] = frame
+    base, cand = frames["baseline"], frames["candidate"]
+    keys = sorted({*key_columns(base), *key_columns(cand)} - {"host"})
+    for frame in (base, cand):
+        for key in keys:
+            if key not in frame.columns:
+                frame[key] = None  # a key only one side has is a missing value there, not ignored
+
+    def groups(frame: pd.DataFrame) -> dict[tuple[object, ...], pd.Series]:
+        return {
+            tuple(_norm(v) for v in values): group["throughput_tps"]
+            for values, group in frame.groupby(keys, dropna=False, sort=True)
+        }
+
+    cand_groups = groups(cand)
+    rows: list[dict[str, object]] = []
+    missing: list[str] = []
+    for values, series in groups(base).items():
+        other = cand_groups.get(values)
         if other is None:
+            missing.append(", ".join(f"{k}={v}" for k, v in zip(keys, values, strict=True)))
             continue
-        test = compare_samples(group["throughput_tps"], other["throughput_tps"], alpha=alpha)
+        test = compare_samples(series.to_numpy(dtype=float), other.to_numpy(dtype=float), alpha=alpha)
         rows.append(
             {
                 **dict(zip(keys, values, strict=True)),
@@ -58,7 +99,8 @@ def compare_sweeps(
         )
     if not rows:
         raise AggregateError("the two sweeps share no config: nothing to compare")
-    return pd.DataFrame(rows), skipped
+    skipped = loaded["baseline"].skipped + loaded["candidate"].skipped
+    return Comparison(pd.DataFrame(rows), skipped, missing)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,14 +115,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise AggregateError(f"--threshold={args.threshold} is not allowed: expected a number in [0, 1)")
         if not 0 < args.alpha < 1:
             raise AggregateError(f"--alpha={args.alpha} is not allowed: expected a number in (0, 1)")
-        table, skipped = compare_sweeps(
-            args.baseline, args.candidate, threshold=args.threshold, alpha=args.alpha
-        )
+        result = compare_sweeps(args.baseline, args.candidate, threshold=args.threshold, alpha=args.alpha)
     except AggregateError as exc:
         print(f"qbench.compare: error: {exc}", file=sys.stderr)
         return 2
-    for path, reason in skipped:
+    table = result.table
+    for path, reason in result.skipped:
         print(f"qbench.compare: skipped {path}: {reason}", file=sys.stderr)
+    for label in result.missing:
+        print(f"qbench.compare: the candidate has no results for {label}", file=sys.stderr)
     varying = [
         c
         for c in table.columns[: list(table.columns).index("baseline_tps")]
@@ -103,7 +146,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(table)} config(s) compared, "
         f"{regressions} significantly slower by more than {args.threshold:.0%}"
     )
-    return 1 if regressions else 0
+    # A gate must not pass because the candidate's results went missing or failed.
+    incomplete = bool(result.missing or result.skipped)
+    if incomplete:
+        print(
+            f"incomplete: {len(result.missing)} baseline config(s) missing from the candidate, "
+            f"{len(result.skipped)} file(s) skipped"
+        )
+    return 1 if regressions or incomplete else 0
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from qbench.config import (
 from qbench.database import check_database, prepare_database, remove_database
 from qbench.errors import QbenchError, ResultsError
 from qbench.executors import DrainResult, DrainSpec, run_drain
-from qbench.metrics import ResourceMonitor, max_ms, percentiles_ms
+from qbench.metrics import ResourceMonitor, ResourceUsage, max_ms, percentiles_ms
 from qbench.pragmas import ConnectionSettings
 from qbench.progress import Progress
 from qbench.queue import SqliteQueue
@@ -103,7 +103,7 @@ def drain_spec(cfg: Config, db_path: Path, first_id: int) -> DrainSpec:
 
 
 def _measure_row(
-    cfg: Config, drain: DrainResult, usage: Any, enqueue_s: float, setup_s: float
+    cfg: Config, drain: DrainResult, usage: ResourceUsage, enqueue_s: float, setup_s: float
 ) -> dict[str, Any]:
     stats = drain.stats
     completed = sum(1 for a in stats.acks if a)
@@ -229,15 +229,17 @@ def run_job(
                 db_path,
                 cfg.metrics.sample_interval_ms / 1000.0 if level is MetricsLevel.FULL else None,
             )
-            monitor.start()
             on_progress = None
             if progress.enabled:
 
                 def on_progress(done: int, rate: float, label: str = label) -> None:
                     progress.update(f"{label}: {done}/{cfg.tasks} tasks, {rate:,.0f} tasks/s")
 
-            drain = run_drain(drain_spec(cfg, db_path, backlog.first_id), queue, on_progress=on_progress)
-            usage = monitor.stop()
+            drain = run_drain(
+                drain_spec(cfg, db_path, backlog.first_id), queue, on_progress=on_progress, monitor=monitor
+            )
+            usage = drain.usage
+            assert usage is not None  # run_drain was given a monitor
             check = check_database(db_path, queue, settings)
             stats = drain.stats
             audit = audit_drain(
@@ -245,6 +247,7 @@ def run_job(
                 stats.executions,
                 stats.acks,
                 acks_unknown=stats.acks_unknown,
+                double_handed=stats.double_handed,
                 queue_states=check.states,
                 expected_done_rows=cfg.history_rows + cfg.tasks,
             )
@@ -265,6 +268,7 @@ def run_job(
                 "tasks_redelivered": audit.tasks_redelivered,
                 "tasks_acked_twice": audit.tasks_acked_twice,
                 "acks_unknown": audit.acks_unknown,
+                "tasks_double_handed": audit.tasks_double_handed,
                 "audit_ok": audit.ok,
                 "integrity_ok": check.integrity_ok,
             }

@@ -41,6 +41,8 @@ class DrainStats:
     acks_rejected: int = 0
     acks_given_up: int = 0
     acks_unknown: int = 0
+    # claims of a task while another worker's unexpired lease on it was still in flight
+    double_handed: int = 0
     lock_wait_s: list[float] = field(default_factory=list)
     pool_wait_s: list[float] = field(default_factory=list)
     claim_latency_s: list[float] = field(default_factory=list)

@@ -162,7 +162,8 @@ class Runner:
             "analysis": stage.analysis,
             "overrides": resolved.overrides,
             "grid": resolved.grid,
-            "upstream": {need: self.keys.get(need) for need in sorted(stage.needs)},
+            # in order: a compare stage's first need is the baseline
+            "upstream": [[need, self.keys.get(need)] for need in stage.needs],
             "qbench": __version__,
             "schema": SCHEMA_VERSION,
         }
@@ -212,8 +213,8 @@ class Runner:
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
             if stage.analysis == "compare":
-                table, _ = compare_sweeps(inputs[0], inputs[1], threshold=0.05, alpha=0.05)
-                table.to_csv(run_dir / "compare.csv", index=False)
+                result = compare_sweeps(inputs[0], inputs[1], threshold=0.05, alpha=0.05)
+                result.table.to_csv(run_dir / "compare.csv", index=False)
             else:
                 aggregate(inputs, run_dir)
         except AggregateError as exc:
@@ -233,7 +234,14 @@ class Runner:
                 failed[name] = f"blocked: upstream stage '{blocked[0]}' did not complete"
                 print(f"{label}: skipped, {failed[name]}", file=out)
                 continue
-            resolved = self.resolve(stage)
+            try:
+                resolved = self.resolve(stage)
+            except PlanError as exc:
+                failed[name] = str(exc)
+                if not dry_run:
+                    self._write_record(name, key="unresolved", status="failed", reason=str(exc))
+                print(f"{label}: FAILED: {exc}", file=out)
+                continue
             self.resolved[name] = resolved
             if resolved.pending:
                 self.keys[name] = "pending"

@@ -48,6 +48,15 @@ PLAN_KEYS = {"name", "description", "stages"}
 STAGE_KEYS = {"needs", "sweep", "analysis", "description"}
 SWEEP_KEYS = {"overrides", "grid"}
 ANALYSES = ("aggregate", "recommend", "report", "compare")
+# fields that stand for a number on a grid: ${around:...} and ${beyond:...} take only these
+NUMERIC_FIELDS = {
+    "best_workers",
+    "knee_workers",
+    "busy_onset_workers",
+    "pool_connections",
+    "busy_timeout_ms",
+    "claim_batch",
+}
 RECOMMENDATION_FIELDS = {
     "best_workers",
     "knee_workers",
@@ -241,7 +250,7 @@ def load_plan(path: Path) -> Plan:
                     f"stage '{stage.name}'",
                     f"{ref.text} refers to '{ref.stage}', which is not upstream",
                 )
-            if stages[ref.stage].analysis is not None and stages[ref.stage].analysis != "recommend":
+            if stages[ref.stage].analysis == "compare":
                 raise _fail(
                     path, f"stage '{stage.name}'", f"{ref.text}: stage '{ref.stage}' has no recommendations"
                 )
@@ -251,5 +260,11 @@ def load_plan(path: Path) -> Plan:
                     f"stage '{stage.name}'",
                     f"{ref.text}: unknown field '{ref.field}' "
                     f"(allowed: {', '.join(sorted(RECOMMENDATION_FIELDS))})",
+                )
+            if ref.expand and ref.field not in NUMERIC_FIELDS:
+                raise _fail(
+                    path,
+                    f"stage '{stage.name}'",
+                    f"{ref.text}: {ref.expand} needs a numeric field ({', '.join(sorted(NUMERIC_FIELDS))})",
                 )
     return plan

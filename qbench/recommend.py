@@ -13,13 +13,41 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 
 import pandas as pd
 
 from qbench.aggregate import Thresholds, iterations_by_config, measured
 from qbench.analysis import compare_samples
 
-GROUP = ["host", "workload_kind", "journal_mode", "synchronous"]
+# The knobs a recommendation chooses among; every other key (host, workload, storage,
+# service time, payload, backlog, history) defines what is being recommended for.
+KNOBS = {
+    "workers",
+    "pool_kind",
+    "pool_size",
+    "pool_ratio",
+    "busy_policy",
+    "busy_timeout_ms",
+    "busy_max_retries",
+    "busy_backoff_base_ms",
+    "busy_backoff_cap_ms",
+    "claim_tx",
+    "claim_batch",
+    "queue_lease_s",
+    "queue_enqueue_batch",
+    "queue_poll_interval_ms",
+    "journal_wal_autocheckpoint_pages",
+    "metrics_level",
+}
+LEAD = ["host", "workload_kind", "journal_mode", "synchronous"]
+
+
+def group_columns(keys: Sequence[str]) -> list[str]:
+    """What a recommendation row is for: the lead columns, then every other non-knob key."""
+    return [*LEAD, *(k for k in keys if k not in KNOBS and k not in LEAD)]
+
+
 # Keys compared one at a time; a tuple moves together (a journal brings its synchronous level).
 DIMENSIONS: dict[str, tuple[str, ...]] = {
     "journal": ("journal_mode", "synchronous"),
@@ -69,6 +97,8 @@ def _bottleneck(
     if row["cpu_util_cores_median"] >= t.cpu_cores:
         return "CPU saturation", f"the process kept {row['cpu_util_cores_median']:.2f} cores busy"
     efficiency = row["harness_efficiency_median"]
+    if not math.isfinite(efficiency):
+        return "none identified", "no ceiling was measured (ceiling.enabled=false) to compare against"
     if row["synchronous"] in ("full", "extra") and efficiency >= 0.5:
         return "fsync-bound I/O", (
             f"synchronous={row['synchronous']} and the workers reach {efficiency:.0%} of the "
@@ -90,8 +120,9 @@ def recommendations(
         return pd.DataFrame()
     curve_keys = [k for k in keys if k != "workers"]
     samples = iterations_by_config(frame)
+    group_keys = group_columns(keys)
     rows = []
-    for group_values, group in summary.groupby(GROUP, dropna=False, sort=True):
+    for group_values, group in summary.groupby(group_keys, dropna=False, sort=True):
         best = group.loc[group["throughput_tps_median"].idxmax()]
         on_curve = group
         for key in curve_keys:
@@ -136,7 +167,7 @@ def recommendations(
             notes.append(f"only {int(best['iterations'])} measured iteration(s): no confidence interval")
         rows.append(
             {
-                **dict(zip(GROUP, group_values, strict=True)),
+                **dict(zip(group_keys, group_values, strict=True)),
                 "best_workers": int(best["workers"]),
                 "best_throughput_tps": best["throughput_tps_median"],
                 "best_throughput_ci_low": best["throughput_tps_ci_low"],

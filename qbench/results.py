@@ -146,6 +146,11 @@ MEASURE_COLUMNS: tuple[Column, ...] = (
     Column("tasks_redelivered", _I, "claimed more than once (lease expired)"),
     Column("tasks_acked_twice", _I, "acknowledged successfully twice (must be 0)"),
     Column("acks_unknown", _I, "acknowledged ids that were never enqueued (must be 0)"),
+    Column(
+        "tasks_double_handed",
+        _I,
+        "claims that handed a task to a second worker while the first one's lease ran (must be 0)",
+    ),
     Column("audit_ok", _B, "the audit passed (nothing lost, acked twice, invented or double-handed)"),
     Column("integrity_ok", _B, "PRAGMA integrity_check returned ok after the drain"),
     Column(

@@ -219,3 +219,27 @@ def test_callback_thresholds_in_conf_match_the_defaults() -> None:
     configured.pop("_target_")
     configured.pop("enabled")
     assert configured == dataclasses.asdict(Thresholds())
+
+
+def test_compare_fails_when_candidate_results_are_missing_or_hosts_mix(tmp_path: Path) -> None:
+    make_sweep(tmp_path / "base", {1: 1000.0, 4: 2000.0})
+    make_sweep(tmp_path / "cand", {1: 1000.0})  # the 4-worker job failed or never ran
+    proc = run_qbench([str(tmp_path / "base"), str(tmp_path / "cand")], tmp_path, module="qbench.compare")
+    assert proc.returncode == 1
+    assert "the candidate has no results for" in proc.stderr and "workers=4" in proc.stderr
+    assert "incomplete: 1 baseline config(s) missing" in proc.stdout
+    write_job(tmp_path / "mixed" / "x", config_columns(workers=1), noisy(900.0), host="other")
+    make_sweep(tmp_path / "mixed", {1: 1000.0}, start=5)
+    mixed = run_qbench([str(tmp_path / "mixed"), str(tmp_path / "base")], tmp_path, module="qbench.compare")
+    assert mixed.returncode == 2 and "mixes results of 2 hosts" in mixed.stderr
+
+
+def test_recommendations_never_mix_workloads(tmp_path: Path) -> None:
+    for i, (service_ms, tps) in enumerate([(0.0, 3000.0), (1.0, 800.0)]):
+        for j, workers in enumerate([1, 4]):
+            cfg = config_columns(workers=workers, **{"service.kind": "sleep", "service.ms": service_ms})
+            write_job(tmp_path / f"{i}{j}", cfg, noisy(tps * (1 + j)))
+    result = aggregate([tmp_path])
+    recs = result.recommendations
+    assert len(recs) == 2
+    assert sorted(recs["service_ms"]) == [0.0, 1.0]

@@ -34,7 +34,12 @@ def test_double_ack_fails() -> None:
 
 def test_execution_without_a_claim_fails() -> None:
     result = audit_drain([1, 1], [2, 1], [1, 1])
-    assert not result.ok and "executed more often than claimed" in result.message
+    assert not result.ok and "two workers at once" in result.message
+
+
+def test_claims_while_a_lease_is_in_flight_fail() -> None:
+    result = audit_drain([2, 1], [2, 1], [1, 1], double_handed=1)
+    assert not result.ok and result.tasks_double_handed == 1
 
 
 def test_unknown_acks_fail() -> None:

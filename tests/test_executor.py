@@ -193,3 +193,35 @@ def test_database_removed_unless_kept(tmp_path: Path) -> None:
     (tmp_path / "kept").mkdir()
     run(tmp_path / "kept", db=section("db", dir=str(tmp_path / "kept"), keep=True))
     assert list((tmp_path / "kept").glob("qbench-*.db"))
+
+
+class DoubleHandingQueue(SqliteQueue):
+    """A broken queue: its second claim hands out the first claim's task again."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.calls = 0
+        self.first: object = None
+
+    def claim(self, token: int, now: float):  # type: ignore[no-untyped-def]
+        rows = yield from super().claim(token, now)
+        self.calls += 1
+        if self.first is None and rows:
+            self.first = rows[0]
+        elif self.calls == 2 and self.first is not None:
+            rows = [*rows, self.first]
+        return rows
+
+
+def test_audit_catches_a_task_handed_to_two_workers_at_once(tmp_path: Path) -> None:
+    cfg = small_config(tmp_path, workers=2, tasks=10, service=section("service", kind="sleep", ms=20.0))
+    db_path = tmp_path / "double.db"
+    queue = DoubleHandingQueue(TxMode.AUTOCOMMIT, 1, 30.0)
+    settings = connection_settings(cfg)
+    backlog = prepare_database(
+        db_path, queue, settings, history_rows=0, tasks=10, payload=b"p", enqueue_batch=10
+    )
+    stats = run_drain(drain_spec(cfg, db_path, backlog.first_id), queue).stats
+    audit = audit_drain(stats.claims, stats.executions, stats.acks, double_handed=stats.double_handed)
+    assert stats.double_handed == 1
+    assert not audit.ok and "two workers at once" in audit.message

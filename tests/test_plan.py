@@ -82,6 +82,10 @@ INVALID = {
         "stages: {a: {sweep: {}}, b: {needs: [a], analysis: magic}}\n",
         "analysis 'magic' is not allowed",
     ),
+    "around-text": (
+        "stages: {a: {sweep: {grid: {workers: [1]}}}, b: {needs: [a], sweep: {grid: {journal: '${around:a.journal_mode}'}}}}\n",
+        "around needs a numeric field",
+    ),
     "empty-grid": (
         "stages: {a: {sweep: {grid: {workers: []}}}}\n",
         "grid key 'workers' needs a non-empty list",
@@ -286,3 +290,28 @@ stages:
         )
     log = next(root.glob("stage.log")).read_text()
     assert log.count("already done with this config, kept") == len(finished)
+
+
+def test_unresolvable_reference_fails_its_stage_not_its_siblings(tmp_path: Path) -> None:
+    path = write_plan(
+        tmp_path,
+        f"""stages:
+  base:
+    sweep:
+      overrides: {SMALL}
+      grid: {{workers: [1]}}
+  onset:
+    needs: [base]
+    sweep:
+      overrides: ["workers=${{base.busy_onset_workers}}", tasks=20, iterations=1, warmup=0]
+  sibling:
+    needs: [base]
+    sweep:
+      overrides: {SMALL}
+      grid: {{claim.batch: [2]}}
+""",
+    )
+    code, out = run_plan(str(path), "--outputs", str(tmp_path / "outputs"))
+    assert code == 1
+    assert "onset: FAILED:" in out and "found no value for busy_onset_workers" in out
+    assert "sibling: done" in out

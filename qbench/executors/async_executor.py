@@ -26,7 +26,7 @@ import aiosqlite
 from qbench.config import BusyPolicy, ServiceKind
 from qbench.errors import DrainTimeoutError
 from qbench.executors.pool import ConnectionPool
-from qbench.metrics import DrainStats
+from qbench.metrics import DrainStats, ResourceMonitor, ResourceUsage
 from qbench.pragmas import ConnectionSettings
 from qbench.queue.protocol import Claimed, QueueUnderTest
 from qbench.queue.sql import BusyError, Transaction, run_async
@@ -62,6 +62,8 @@ class DrainResult:
     duration_s: float
     pool_connections: int
     timed_out: bool
+    # CPU, IO, RSS and WAL over the workers' run only (not pool opening or closing)
+    usage: ResourceUsage | None = None
 
 
 class _Drain:
@@ -78,6 +80,8 @@ class _Drain:
         self._tokens = itertools.count(1)
         self._rng = random.Random(0x9B)
         self._timings = spec.timings
+        # per backlog task: (lease token, wall-clock expiry) of the claim in flight
+        self._holder: list[tuple[int, float] | None] = [None] * spec.tasks
 
     def _lock_wait(self, seconds: float) -> None:
         self.stats.lock_wait_s.append(seconds)
@@ -144,6 +148,7 @@ class _Drain:
         while not self.done.is_set():
             token = next(self._tokens)
             started = time.perf_counter() if timings else 0.0
+            claimed_at = time.time()
             claimed = await self.transact(self.queue.claim, token)
             if claimed is None:
                 stats.claims_given_up += 1
@@ -154,12 +159,21 @@ class _Drain:
                 continue
             if timings:
                 stats.claim_latency_s.append(time.perf_counter() - started)
-            ids = []
+            received = time.time()
             for task in claimed:
                 index = task.id - first
                 if 0 <= index < n:
                     # attempts > our own claims: a consumer outside this drain held it before
                     stats.claims[index] = max(stats.claims[index] + 1, task.attempts)
+                    held = self._holder[index]
+                    # Claimed again while another worker's lease is still running: the queue
+                    # handed one task to two workers at once. (10 ms of slack for clock reads.)
+                    if held is not None and received < held[1] - 0.01:
+                        stats.double_handed += 1
+                    self._holder[index] = (token, claimed_at + spec.lease_s)
+            ids = []
+            for task in claimed:
+                index = task.id - first
                 if timings:
                     served = time.perf_counter()
                     await self._serve(task)
@@ -170,6 +184,10 @@ class _Drain:
                     stats.executions[index] += 1
                 ids.append(task.id)
             acked = await self.transact(self.queue.ack, token, ids)
+            for task_id in ids:  # this claim is over, acknowledged or not
+                index = task_id - first
+                if 0 <= index < n and (held := self._holder[index]) is not None and held[0] == token:
+                    self._holder[index] = None
             if acked is None:
                 stats.acks_given_up += len(ids)
                 continue
@@ -197,12 +215,18 @@ async def _rollback(conn: aiosqlite.Connection) -> None:
 
 
 async def _drain(
-    spec: DrainSpec, queue: QueueUnderTest, on_progress: Callable[[int, float], None] | None
+    spec: DrainSpec,
+    queue: QueueUnderTest,
+    on_progress: Callable[[int, float], None] | None,
+    monitor: ResourceMonitor | None,
 ) -> DrainResult:
     pool = await ConnectionPool.open(str(spec.db_path), spec.pool_size, spec.settings)
+    usage: ResourceUsage | None = None
     try:
         drain = _Drain(spec, queue, pool)
         reporter = None
+        if monitor is not None:
+            monitor.start()
         drain.t_start = time.perf_counter()
         tasks = [asyncio.create_task(drain.worker()) for _ in range(spec.workers)]
         if on_progress is not None:
@@ -218,9 +242,13 @@ async def _drain(
             if reporter is not None:
                 reporter.cancel()
             await asyncio.gather(*tasks, *([reporter] if reporter else []), return_exceptions=True)
+            if monitor is not None:
+                usage = monitor.stop()
         end = drain.t_last_ack if drain.acked_unique else time.perf_counter()
-        return DrainResult(drain.stats, end - drain.t_start, len(pool), timed_out)
+        return DrainResult(drain.stats, end - drain.t_start, len(pool), timed_out, usage)
     finally:
+        if monitor is not None and usage is None:
+            monitor.stop()  # the sampler thread must not outlive a failed drain
         await pool.close()
 
 
@@ -236,14 +264,14 @@ def run_drain(
     queue: QueueUnderTest,
     *,
     on_progress: Callable[[int, float], None] | None = None,
-    before_close: Callable[[], None] | None = None,
+    monitor: ResourceMonitor | None = None,
 ) -> DrainResult:
     """Drain the backlog already in ``spec.db_path``; every connection is closed on return.
 
     Raises:
         DrainTimeoutError: the backlog was not drained within ``spec.timeout_s``.
     """
-    result = asyncio.run(_drain(spec, queue, on_progress))
+    result = asyncio.run(_drain(spec, queue, on_progress, monitor))
     if result.timed_out:
         hint = ""
         if result.stats.acks_rejected:

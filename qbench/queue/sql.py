@@ -114,8 +114,10 @@ def run_sync(conn: sqlite3.Connection, tx: Transaction[T], on_lock_wait: LockWai
                     rows: list[Any] = []
                 elif stmt.takes_write_lock and on_lock_wait is not None:
                     started = time.perf_counter()
-                    rows = conn.execute(stmt.sql, stmt.params).fetchall()
-                    on_lock_wait(time.perf_counter() - started)
+                    try:
+                        rows = conn.execute(stmt.sql, stmt.params).fetchall()
+                    finally:  # a wait that ends in SQLITE_BUSY was a wait too
+                        on_lock_wait(time.perf_counter() - started)
                 else:
                     rows = conn.execute(stmt.sql, stmt.params).fetchall()
             except sqlite3.OperationalError as exc:
@@ -145,8 +147,10 @@ async def run_async(
                     rows: list[Any] = []
                 elif stmt.takes_write_lock and on_lock_wait is not None:
                     started = time.perf_counter()
-                    rows = await conn.execute_fetchall(stmt.sql, stmt.params)  # type: ignore[assignment]
-                    on_lock_wait(time.perf_counter() - started)
+                    try:
+                        rows = await conn.execute_fetchall(stmt.sql, stmt.params)  # type: ignore[assignment]
+                    finally:  # a wait that ends in SQLITE_BUSY was a wait too
+                        on_lock_wait(time.perf_counter() - started)
                 else:
                     rows = await conn.execute_fetchall(stmt.sql, stmt.params)  # type: ignore[assignment]
             except sqlite3.OperationalError as exc:
