@@ -105,7 +105,7 @@ MEASURE_COLUMNS: tuple[Column, ...] = (
     Column(
         "service_latency_p50_ms",
         _F,
-        "median task service time (service.kind/service.ms) as executed",
+        "median task service time (service.kind/service.ms) as executed; null for noop",
     ),
     Column("service_latency_p95_ms", _F, "95th percentile service time"),
     Column("service_latency_p99_ms", _F, "99th percentile service time"),

@@ -145,6 +145,7 @@ class _Drain:
     async def worker(self) -> None:
         spec, stats, timings = self.spec, self.stats, self._timings
         first, n = spec.first_id, spec.tasks
+        noop = spec.service_kind is ServiceKind.NOOP
         while not self.done.is_set():
             token = next(self._tokens)
             started = time.perf_counter() if timings else 0.0
@@ -174,7 +175,9 @@ class _Drain:
             ids = []
             for task in claimed:
                 index = task.id - first
-                if timings:
+                if noop:  # nothing to serve: no coroutine, no timing (service latency stays null)
+                    pass
+                elif timings:
                     served = time.perf_counter()
                     await self._serve(task)
                     stats.service_s.append(time.perf_counter() - served)
