@@ -152,7 +152,7 @@ def recommendations(
         if noisy and not best["noisy"]:
             notes.append(f"{noisy} of {len(on_curve)} points on this curve are noisy (CV > {t.cv:.0%})")
         if usl is not None and usl.get("usl_status") not in (None, "ok"):
-            notes.append(f"scaling fit {usl['usl_status']}: {usl['usl_message']}")
+            notes.append(f"scaling fit {usl['usl_status']}: {str(usl['usl_message']).rstrip('.')}")
         levels = on_curve["workers"].nunique()
         if levels < 3:
             notes.append(f"only {levels} worker count(s) measured on this curve")

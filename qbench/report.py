@@ -357,7 +357,9 @@ def _health_findings(summary: pd.DataFrame, th: Mapping[str, float]) -> list[str
 
 def _bottleneck(r: Row) -> str:
     where = f"{r.get('host')}, {r.get('workload_kind')}, {r.get('journal_mode')}/{r.get('synchronous')}"
-    return f"{where}: {r.get('bottleneck')}. {r.get('bottleneck_evidence')} Confidence: {r.get('confidence')}"
+    evidence = str(r.get("bottleneck_evidence") or "").rstrip(".")
+    confidence = str(r.get("confidence") or "").rstrip(".")
+    return f"{where}: {r.get('bottleneck')}: {evidence}. Confidence: {confidence}."
 
 
 def _method(doc: _Doc, th: Mapping[str, float]) -> None:
