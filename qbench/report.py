@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from qbench._report_plots import _DASH, _FITTED, Row, _Curve, _fmt, _num, _plots
+from qbench.results import share_like_a_new_file
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -97,6 +98,7 @@ def _write_atomic(path: Path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        share_like_a_new_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

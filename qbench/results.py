@@ -199,6 +199,16 @@ def build_table(
     return table.replace_schema_metadata({k.encode(): v.encode() for k, v in metadata.items()})
 
 
+# mkstemp creates files readable by their owner only; results follow the user's umask instead.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def share_like_a_new_file(path: str | Path) -> None:
+    """Give a temporary file the mode a plainly created file would have (0666 less the umask)."""
+    os.chmod(path, 0o666 & ~_UMASK)
+
+
 def write_new_file(path: Path, table: pa.Table) -> None:
     """Write atomically (temporary file + link) and never replace an existing file.
 
@@ -212,6 +222,7 @@ def write_new_file(path: Path, table: pa.Table) -> None:
     os.close(fd)
     try:
         pq.write_table(table, tmp)
+        share_like_a_new_file(tmp)
         try:
             os.link(tmp, path)  # fails if path appeared meanwhile; rename would replace it
         except FileExistsError:
@@ -225,6 +236,7 @@ def write_status(job_dir: Path, status: Mapping[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{STATUS_FILE}.", dir=job_dir)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(dict(status), fh, indent=2, sort_keys=True, default=str)
+    share_like_a_new_file(tmp)
     os.replace(tmp, Path(job_dir) / STATUS_FILE)
 
 

@@ -76,3 +76,15 @@ def test_foreign_and_corrupt_files_are_refused(tmp_path: Path) -> None:
     pq.write_table(table, other)
     with pytest.raises(ResultsError, match="schema version 99"):
         read_metadata(other)
+
+
+def test_results_files_follow_the_umask(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    os.umask(old)
+    target = tmp_path / "m.parquet"
+    write_new_file(target, pa.table({"a": [1]}))
+    expected = 0o666 & ~old
+    assert stat.S_IMODE(target.stat().st_mode) == expected
