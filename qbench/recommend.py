@@ -43,6 +43,15 @@ KNOBS = {
 LEAD = ["host", "workload_kind", "journal_mode", "synchronous"]
 
 
+def _same_config(table: pd.DataFrame, row: pd.Series, keys: Sequence[str]) -> pd.DataFrame:
+    """Rows of ``table`` equal to ``row`` on every key ``table`` has (missing values equal too)."""
+    for key in keys:
+        if key in table.columns:
+            column = table[key]
+            table = table[(column == row[key]) | (column.isna() & pd.isna(row[key]))]
+    return table
+
+
 def group_columns(keys: Sequence[str]) -> list[str]:
     """What a recommendation row is for: the lead columns, then every other non-knob key."""
     return [*LEAD, *(k for k in keys if k not in KNOBS and k not in LEAD)]
@@ -124,27 +133,16 @@ def recommendations(
     rows = []
     for group_values, group in summary.groupby(group_keys, dropna=False, sort=True):
         best = group.loc[group["throughput_tps_median"].idxmax()]
-        on_curve = group
-        for key in curve_keys:
-            on_curve = on_curve[(on_curve[key] == best[key]) | (on_curve[key].isna() & pd.isna(best[key]))]
-        on_curve = on_curve.sort_values("workers")
+        on_curve = _same_config(group, best, curve_keys).sort_values("workers")
         target = t.knee_fraction * best["throughput_tps_median"]
         knee = on_curve[on_curve["throughput_tps_median"] >= target].iloc[0]
         busy = on_curve[on_curve["busy_rate_median"] > t.busy_rate]
         onset = int(busy.iloc[0]["workers"]) if len(busy) else None
         usl = None
         if not scaling.empty:
-            match = scaling
-            for key in curve_keys:
-                if key in match.columns:
-                    match = match[(match[key] == best[key]) | (match[key].isna() & pd.isna(best[key]))]
+            match = _same_config(scaling, best, curve_keys)
             usl = match.iloc[0] if len(match) else None
-        best_iterations = measured(frame)
-        for key in keys:
-            best_iterations = best_iterations[
-                (best_iterations[key] == best[key]) | (best_iterations[key].isna() & pd.isna(best[key]))
-            ]
-        name, evidence = _bottleneck(best, best_iterations, usl, t)
+        name, evidence = _bottleneck(best, _same_config(measured(frame), best, keys), usl, t)
         notes = []
         if best["noisy"]:
             notes.append(f"noisy: throughput CV {best['throughput_tps_cv']:.0%} > {t.cv:.0%}")
