@@ -202,16 +202,14 @@ def summarize(frame: pd.DataFrame, thresholds: Thresholds = Thresholds()) -> pd.
     data = measured(frame)
     keys = key_columns(frame)
     numeric = data[list(MEDIAN_COLUMNS)].apply(pd.to_numeric, errors="coerce")
-    counted = data[[*keys, "run_id", "tasks_lost", "tasks_duplicated"]]
+    counted = data[[*keys, "run_id", "tasks_lost", "tasks_duplicated", "throughput_tps"]]
     grouped = pd.concat([counted, numeric], axis=1).groupby(keys, dropna=False, sort=True)
     medians = grouped[list(MEDIAN_COLUMNS)].median()
     jobs = grouped["run_id"].nunique()
     lost = grouped["tasks_lost"].sum()
     duplicated = grouped["tasks_duplicated"].sum()
     rows = []
-    for position, (values, tps_series) in enumerate(
-        data.groupby(keys, dropna=False, sort=True)["throughput_tps"]
-    ):
+    for position, (values, tps_series) in enumerate(grouped["throughput_tps"]):
         tps = tps_series.to_numpy(dtype=float)
         low, high = bootstrap_median_ci(tps, resamples=thresholds.bootstrap_resamples)
         variation = cv(tps)
