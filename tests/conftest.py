@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from qbench.config import Config, validate
+from qbench.settings import Config, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from qbench.config import Config, flatten
-from qbench.results import (
+from qbench.results.columns import (
     MEASURE_COLUMNS,
     META_CONFIG,
     META_SCHEMA_VERSION,
@@ -20,8 +19,9 @@ from qbench.results import (
     METRICS_FILE,
     SCHEMA_VERSION,
     build_table,
-    write_new_file,
 )
+from qbench.results.writer import write_new_file
+from qbench.settings import Config, flatten
 
 
 def config_columns(**changes: Any) -> dict[str, Any]:

@@ -10,9 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from qbench.aggregate import Thresholds, aggregate, key_columns, load_results, summarize
-from qbench.recommend import comparisons, recommendations
-from qbench.scaling import scaling_table
+from qbench.analysis.pipeline import aggregate
+from qbench.analysis.recommend import comparisons, recommendations
+from qbench.analysis.scaling import scaling_table
+from qbench.analysis.summary import key_columns, summarize
+from qbench.analysis.thresholds import Thresholds
+from qbench.results.load import load_results
 
 from .conftest import run_qbench
 from .synthetic import config_columns, write_job
@@ -212,7 +215,7 @@ def test_callback_thresholds_in_conf_match_the_defaults() -> None:
 
     from omegaconf import OmegaConf
 
-    from qbench._paths import conf_dir
+    from qbench.app.paths import conf_dir
 
     conf = OmegaConf.load(conf_dir() / "config.yaml")
     configured = dict(conf.hydra.callbacks.aggregate)

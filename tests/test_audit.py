@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from qbench.audit import audit_drain
+from qbench.run.audit import audit_drain
 
 
 def test_clean_drain_passes() -> None:

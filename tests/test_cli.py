@@ -11,7 +11,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from qbench.results import (
+from qbench.results.columns import (
     META_CONFIG,
     META_SCHEMA_VERSION,
     META_STATUS,

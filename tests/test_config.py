@@ -5,29 +5,20 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
-from qbench._paths import conf_dir
-from qbench.config import (
-    Config,
-    JournalMode,
-    Synchronous,
-    TxMode,
-    flatten,
-    pool_connections,
-    register_configs,
-    validate,
-)
+from qbench.app.paths import conf_dir
+from qbench.app.preflight import to_config
+from qbench.app.schema import register_configs
 from qbench.errors import ConfigError
+from qbench.kinds import JournalMode, Synchronous, TxMode
+from qbench.settings import Config, flatten, pool_connections, validate
 
 
 def compose_config(*overrides: str) -> Config:
     register_configs()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         dcfg = compose(config_name="config", overrides=list(overrides))
-    obj = OmegaConf.to_object(dcfg)
-    assert isinstance(obj, Config)
-    return validate(obj)
+    return validate(to_config(dcfg))
 
 
 def test_defaults_compose_to_a_valid_config() -> None:

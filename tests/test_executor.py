@@ -11,13 +11,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from qbench.audit import audit_drain
-from qbench.config import Config, TxMode
-from qbench.database import connect, prepare_database
-from qbench.executors import run_drain
-from qbench.job import connection_settings, drain_spec, make_queue, run_job
-from qbench.queue import SqliteQueue
-from qbench.queue.sql import run_sync
+from qbench.kinds import TxMode
+from qbench.run.audit import audit_drain
+from qbench.run.database import connect, prepare_database
+from qbench.run.executors import run_drain
+from qbench.run.job import connection_settings, drain_spec, make_queue, run_job
+from qbench.run.queues import SqliteQueue
+from qbench.run.queues.sql import run_sync
+from qbench.settings import Config
 
 from .conftest import small_config
 

@@ -11,8 +11,8 @@ import pytest
 from numpy.typing import NDArray
 from scipy import stats
 
-from qbench import fits
-from qbench.fits import FitStatus, ScalingFit, fit_amdahl, fit_usl
+from qbench.analysis import fits
+from qbench.analysis.fits import FitStatus, ScalingFit, fit_amdahl, fit_usl
 
 # ---------------------------------------------------------------------------
 # Published reference: the R package usl (Stefan Moeding, CRAN), repo

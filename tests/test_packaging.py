@@ -44,7 +44,7 @@ def test_wheel_carries_the_config_tree_and_queries(wheel: Path) -> None:
         "qbench/conf/config.yaml",
         "qbench/conf/journal/wal.yaml",
         "qbench/conf/pool/per_worker.yaml",
-        "qbench/queue/queries.sql",
+        "qbench/run/queues/queries.sql",
         "qbench/__main__.py",
     ):
         assert needed in names
@@ -94,7 +94,7 @@ def test_installed_wheel_runs_outside_the_checkout(wheel: Path, tmp_path: Path) 
     assert run.returncode == 0, run.stderr
     assert (work / "out" / "metrics.parquet").exists()
     where = subprocess.run(
-        [sys.executable, "-c", "import qbench._paths as p; print(p.conf_dir())"],
+        [sys.executable, "-c", "import qbench.app.paths as p; print(p.conf_dir())"],
         cwd=work,
         env=env,
         capture_output=True,

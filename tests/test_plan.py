@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from qbench.plan import check_overrides, main
-from qbench.plan_spec import PlanError, load_plan
+from qbench.plan.runner import check_overrides, main
+from qbench.plan.spec import PlanError, load_plan
 
 from .conftest import ROOT
 

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from qbench.config import JournalMode, Synchronous
 from qbench.errors import PragmaError
-from qbench.pragmas import ConnectionSettings, configure
-from qbench.queue.sql import run_sync
+from qbench.kinds import JournalMode, Synchronous
+from qbench.run.pragmas import ConnectionSettings, configure
+from qbench.run.queues.sql import run_sync
 
 
 @pytest.mark.parametrize("mode", list(JournalMode))

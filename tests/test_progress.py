@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from qbench.progress import Progress
+from qbench.run.progress import Progress
 
 
 class FakeTerminal(io.StringIO):

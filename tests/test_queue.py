@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from qbench.config import JournalMode, Synchronous, TxMode
-from qbench.database import connect
-from qbench.pragmas import ConnectionSettings
-from qbench.queue import QueueUnderTest, SqliteQueue
-from qbench.queue.sql import queries, run_sync
+from qbench.kinds import JournalMode, Synchronous, TxMode
+from qbench.run.database import connect
+from qbench.run.pragmas import ConnectionSettings
+from qbench.run.queues import QueueUnderTest, SqliteQueue
+from qbench.run.queues.sql import queries, run_sync
 
 SETTINGS = ConnectionSettings(JournalMode.WAL, Synchronous.NORMAL, busy_timeout_ms=1000)
 

@@ -8,16 +8,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from qbench.config import Config, flatten
 from qbench.errors import ResultsError
-from qbench.job import run_job
-from qbench.results import (
+from qbench.results.columns import (
     IDENTITY_COLUMNS,
     MEASURE_COLUMNS,
     metrics_schema,
-    read_metadata,
-    write_new_file,
 )
+from qbench.results.readers import read_metadata
+from qbench.results.writer import write_new_file
+from qbench.run.job import run_job
+from qbench.settings import Config, flatten
 
 from .conftest import ROOT, small_config
 

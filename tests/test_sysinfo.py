@@ -1,4 +1,4 @@
-"""Tests for qbench.sysinfo: the machine description recorded with each job."""
+"""Tests for qbench.run.sysinfo: the machine description recorded with each job."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from typing import Any
 import psutil
 import pytest
 
-from qbench import sysinfo
-from qbench.sysinfo import (
+from qbench.run import sysinfo
+from qbench.run.sysinfo import (
     NETWORK_FS_TYPES,
     collect_sysinfo,
     filesystem_type,

@@ -20,8 +20,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from qbench.aggregate import aggregate
-from qbench.fits import usl_throughput
+from qbench.analysis.fits import usl_throughput
+from qbench.analysis.pipeline import aggregate
 from tests.synthetic import config_columns, write_job
 
 

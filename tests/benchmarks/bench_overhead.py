@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from qbench.config import Config, validate
-from qbench.job import run_job
+from qbench.run.job import run_job
+from qbench.settings import Config, validate
 
 
 def config(db_dir: Path, tasks: int, batch: int, level: str, ceiling: bool) -> Config:

@@ -1,0 +1,1 @@
+"""The analysis: thresholds, summary, statistics, fits, scaling, recommendations, comparisons, pipeline."""

@@ -1,0 +1,117 @@
+"""The analysis pipeline: load a sweep, summarise, fit, recommend, compare, report.
+
+Each step is a plain function over frames (:mod:`~qbench.analysis.summary`,
+:mod:`~qbench.analysis.scaling`, :mod:`~qbench.analysis.recommend`); this
+module runs them in order and writes their tables and the report. Every
+output goes to a scratch directory first and is moved into place only when
+all of it succeeded: nothing is ever partially written.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from qbench.analysis.recommend import comparisons, recommendations
+from qbench.analysis.scaling import scaling_table
+from qbench.analysis.summary import key_columns, measured, summarize
+from qbench.analysis.thresholds import Thresholds
+from qbench.errors import AggregateError
+from qbench.report.document import write_report
+from qbench.results.columns import METRICS_FILE
+from qbench.results.load import Loaded, load_results
+
+
+@dataclass
+class Aggregated:
+    out_dir: Path
+    written: list[Path]
+    loaded: Loaded
+    summary: pd.DataFrame
+    recommendations: pd.DataFrame
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    pq.write_table(table, path)
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "(no rows)\n"
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in frame.iterrows():
+        cells = []
+        for value in row:
+            if isinstance(value, float):
+                cells.append("" if np.isnan(value) else f"{value:.4g}")
+            else:
+                cells.append("" if value is None or value is pd.NA else str(value).replace("|", "\\|"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def aggregate(
+    paths: Sequence[Path], out_dir: Path | None = None, thresholds: Thresholds | None = None
+) -> Aggregated:
+    """Load, summarise, fit, recommend, compare and report; write everything into ``out_dir``.
+
+    Raises:
+        AggregateError: no usable results (the reason names every skipped file).
+    """
+
+    thresholds = thresholds or Thresholds()
+    if not paths:
+        raise AggregateError("no directory given")
+    loaded = load_results(paths)
+    if loaded.frame.empty or measured(loaded.frame).empty:
+        where = ", ".join(str(p) for p in paths)
+        if loaded.skipped:
+            reasons = "; ".join(f"{p}: {r}" for p, r in loaded.skipped)
+            raise AggregateError(f"no usable results in {where} ({reasons})")
+        raise AggregateError(f"no {METRICS_FILE} found in {where}")
+    target = Path(out_dir) if out_dir is not None else Path(paths[0])
+    if not target.is_dir():
+        raise AggregateError(f"{target}: the output directory does not exist")
+
+    frame = loaded.frame
+    keys = key_columns(frame)
+    summary = summarize(frame, thresholds)
+    scaling = scaling_table(frame, summary, keys)
+    recs = recommendations(frame, summary, scaling, keys, thresholds)
+    comps = comparisons(frame, summary, keys, thresholds)
+
+    # Everything goes to a scratch directory first: a failure leaves no partial output.
+    with tempfile.TemporaryDirectory(prefix=".qbench-aggregate-", dir=target) as scratch_name:
+        scratch = Path(scratch_name)
+        _write_parquet(summary, scratch / "summary.parquet")
+        _write_parquet(scaling, scratch / "scaling.parquet")
+        _write_parquet(recs, scratch / "recommendations.parquet")
+        recs.to_csv(scratch / "recommendations.csv", index=False)
+        (scratch / "recommendations.md").write_text(_markdown_table(recs), encoding="utf-8")
+        _write_parquet(comps, scratch / "comparisons.parquet")
+        write_report(
+            scratch,
+            summary,
+            scaling,
+            recs,
+            comps,
+            skipped=loaded.skipped,
+            sources=[str(p) for p in paths],
+            thresholds=thresholds.as_dict(),
+        )
+        written = []
+        for produced in sorted(scratch.iterdir()):
+            final = target / produced.name
+            shutil.move(str(produced), final)  # same directory tree: an atomic rename
+            written.append(final)
+    return Aggregated(target, written, loaded, summary, recs)

@@ -1,0 +1,73 @@
+"""Scaling curves: throughput against workers, every other config value fixed; USL and Amdahl fits."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from qbench.analysis.stats import ScalingFit, fit_amdahl, fit_usl
+
+
+def curve_columns(summary: pd.DataFrame, keys: list[str]) -> list[str]:
+    """The key columns that define a curve: all but ``workers``."""
+    return [k for k in keys if k != "workers" and k in summary.columns]
+
+
+def curve_label(fixed: dict[str, object], varying: list[str]) -> str:
+    if not varying:
+        return "all configs"
+    return ", ".join(f"{k}={fixed[k]}" for k in varying)
+
+
+def varying_columns(table: pd.DataFrame, columns: list[str]) -> list[str]:
+    """Columns whose value differs between rows (what tells curves apart)."""
+    return [c for c in columns if table[c].astype(str).nunique(dropna=False) > 1]
+
+
+def _fit_columns(prefix: str, fit: ScalingFit) -> dict[str, object]:
+    def num(value: float | None) -> float:
+        return float("nan") if value is None else float(value)
+
+    return {
+        f"{prefix}_status": str(fit.status),
+        f"{prefix}_message": fit.message,
+        f"{prefix}_lambda": num(fit.lam),
+        f"{prefix}_lambda_se": num(fit.lam_se),
+        f"{prefix}_sigma": num(fit.sigma),
+        f"{prefix}_sigma_se": num(fit.sigma_se),
+        f"{prefix}_kappa": num(fit.kappa),
+        f"{prefix}_kappa_se": num(fit.kappa_se),
+        f"{prefix}_r_squared": num(fit.r_squared),
+        f"{prefix}_n_star": num(fit.n_star),
+        f"{prefix}_x_max_tps": num(fit.x_max),
+    }
+
+
+def scaling_table(frame: pd.DataFrame, summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per curve, both models fitted on every measured iteration of the curve."""
+    columns = curve_columns(summary, keys)
+    if summary.empty:
+        return pd.DataFrame()
+    data = frame[frame["phase"] == "measure"]
+    curves = summary[columns].drop_duplicates()
+    label_columns = varying_columns(curves, columns)
+    rows = []
+    for number, (values, group) in enumerate(data.groupby(columns, dropna=False, sort=True)):
+        fixed = dict(zip(columns, values, strict=True))
+        n = group["workers"].to_numpy(dtype=float)
+        x = group["throughput_tps"].to_numpy(dtype=float)
+        keep = [math.isfinite(v) for v in x]
+        n, x = n[keep], x[keep]
+        row: dict[str, object] = {"curve_id": f"c{number}", **fixed}
+        row.update(
+            label=curve_label(fixed, label_columns),
+            points=len(set(n.tolist())),
+            iterations=len(n),
+            workers_min=int(n.min()) if len(n) else 0,
+            workers_max=int(n.max()) if len(n) else 0,
+        )
+        row.update(_fit_columns("usl", fit_usl(n.tolist(), x.tolist())))
+        row.update(_fit_columns("amdahl", fit_amdahl(n.tolist(), x.tolist())))
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,108 @@
+"""The summary: one row per distinct config and host, from measured iterations only.
+
+Medians, means, standard deviations, bootstrap CIs of the median and the
+coefficient of variation of throughput, a noise flag, and the medians of the
+other measurements. Warmup rows never enter a statistic; hosts are never pooled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from qbench.analysis.stats import bootstrap_median_ci, cv
+from qbench.analysis.thresholds import Thresholds
+from qbench.results.load import REQUIRED
+
+# Harness settings: they do not change what is measured, so they do not tell configs apart.
+NOT_A_KEY = {
+    "db_keep",
+    "metrics_sample_interval_ms",
+    "ceiling_enabled",
+    "ceiling_tasks",
+    "iteration_timeout_s",
+    "iterations",
+    "warmup",
+}
+MEDIAN_COLUMNS = (
+    "efficiency_tps_per_worker",
+    "harness_efficiency",
+    "ceiling_tps",
+    "e2e_latency_p50_ms",
+    "e2e_latency_p95_ms",
+    "e2e_latency_p99_ms",
+    "claim_latency_p99_ms",
+    "busy_rate",
+    "retries",
+    "lock_wait_total_s",
+    "pool_wait_total_s",
+    "cpu_util_cores",
+    "rss_peak_bytes",
+    "duration_s",
+    "pool_connections",
+)
+
+
+def key_columns(frame: pd.DataFrame) -> list[str]:
+    """Config columns that tell configs apart, plus the host (hosts are never pooled)."""
+    config = [c for c in frame.columns if c not in REQUIRED and c not in NOT_A_KEY]
+    return ["host", *config, "workers"]
+
+
+def config_id(values: Sequence[object]) -> str:
+    return hashlib.sha1(json.dumps([str(v) for v in values]).encode()).hexdigest()[:10]
+
+
+def measured(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["phase"] == "measure"]
+
+
+def iterations_by_config(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Measured throughputs of each config, keyed by the summary's ``config_id``."""
+    keys = key_columns(frame)
+    return {
+        config_id(values): group["throughput_tps"].to_numpy(dtype=float)
+        for values, group in measured(frame).groupby(keys, dropna=False, sort=False)
+    }
+
+
+def summarize(frame: pd.DataFrame, thresholds: Thresholds | None = None) -> pd.DataFrame:
+    """One row per distinct config and host, from measured iterations only."""
+    thresholds = thresholds or Thresholds()
+    data = measured(frame)
+    keys = key_columns(frame)
+    numeric = data[list(MEDIAN_COLUMNS)].apply(pd.to_numeric, errors="coerce")
+    counted = data[[*keys, "run_id", "tasks_lost", "tasks_duplicated", "throughput_tps"]]
+    grouped = pd.concat([counted, numeric], axis=1).groupby(keys, dropna=False, sort=True)
+    medians = grouped[list(MEDIAN_COLUMNS)].median()
+    jobs = grouped["run_id"].nunique()
+    lost = grouped["tasks_lost"].sum()
+    duplicated = grouped["tasks_duplicated"].sum()
+    rows = []
+    for position, (values, tps_series) in enumerate(grouped["throughput_tps"]):
+        tps = tps_series.to_numpy(dtype=float)
+        low, high = bootstrap_median_ci(tps, resamples=thresholds.bootstrap_resamples)
+        variation = cv(tps)
+        row: dict[str, object] = dict(zip(keys, values, strict=True))
+        row.update(
+            config_id=config_id(values),
+            iterations=len(tps),
+            jobs=int(jobs.iloc[position]),
+            throughput_tps_median=float(np.median(tps)),
+            throughput_tps_mean=float(np.mean(tps)),
+            throughput_tps_stdev=float(np.std(tps, ddof=1)) if len(tps) > 1 else float("nan"),
+            throughput_tps_ci_low=low,
+            throughput_tps_ci_high=high,
+            throughput_tps_cv=variation,
+            noisy=bool(variation > thresholds.cv) if not np.isnan(variation) else False,
+            tasks_lost_total=int(lost.iloc[position]),
+            tasks_duplicated_total=int(duplicated.iloc[position]),
+        )
+        for column in MEDIAN_COLUMNS:
+            row[f"{column}_median"] = float(medians[column].iloc[position])
+        rows.append(row)
+    return pd.DataFrame(rows)

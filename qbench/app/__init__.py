@@ -1,0 +1,1 @@
+"""The Hydra adapter: the only code that imports hydra or omegaconf."""

@@ -1,0 +1,100 @@
+"""Hydra callbacks: after a run or a sweep, find the jobs that failed.
+
+Each job writes ``job_status.json`` in its directory, so this works for any
+launcher, including those that run jobs in other processes or on other hosts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from qbench.analysis.pipeline import aggregate
+from qbench.analysis.thresholds import Thresholds
+from qbench.errors import ConfigError, QbenchError
+from qbench.results.status import read_status
+
+log = logging.getLogger(__name__)
+
+# (job dir, reason) of every failed job of the last run or sweep in this process
+FAILED_JOBS: list[tuple[str, str]] = []
+
+
+def job_failure(job_dir: Path) -> str | None:
+    """Why the job in ``job_dir`` failed, or None when it finished ok."""
+    status = read_status(job_dir)
+    if status is None:
+        return "the job did not finish (no job_status.json)"
+    if not status.ok:
+        return status.reason or str(status.state)
+    return None
+
+
+def failed_jobs(sweep_dir: Path) -> list[tuple[str, str]]:
+    """Jobs of a sweep (Hydra job dirs, found by their ``.hydra``) that failed or never finished."""
+    failed = []
+    for hydra_dir in sorted(Path(sweep_dir).glob("**/.hydra")):
+        reason = job_failure(hydra_dir.parent)
+        if reason is not None:
+            failed.append((str(hydra_dir.parent), reason))
+    return failed
+
+
+class JobStatusCallback(Callback):
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        job_dir = Path(config.hydra.runtime.output_dir)
+        reason = job_failure(job_dir)
+        FAILED_JOBS[:] = [] if reason is None else [(str(job_dir), reason)]
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        FAILED_JOBS[:] = failed_jobs(Path(config.hydra.sweep.dir))
+
+
+@dataclass(frozen=True)
+class AggregateCallbackConfig:
+    """The typed config of :class:`AggregateCallback` (``hydra.callbacks.aggregate`` in conf/config.yaml)."""
+
+    KEY: ClassVar[str] = "hydra.callbacks.aggregate"
+
+    # aggregate the sweep directory when a multirun ends
+    enabled: bool = True
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> AggregateCallbackConfig:
+        """Checked config from the callback's node (``_target_`` aside).
+
+        Raises:
+            ConfigError: naming the key under ``hydra.callbacks.aggregate``.
+        """
+        rest = {str(k): v for k, v in values.items() if k != "_target_"}
+        enabled = rest.pop("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"{cls.KEY}.enabled", enabled, "expected true or false")
+        return cls(enabled, Thresholds.from_mapping(rest, f"{cls.KEY}."))
+
+
+class AggregateCallback(Callback):
+    """Aggregate the sweep directory when a multirun ends (thresholds: :class:`Thresholds`)."""
+
+    def __init__(self, **values: Any) -> None:
+        self.config = AggregateCallbackConfig.from_mapping(values)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if not self.config.enabled:
+            return
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            result = aggregate([sweep_dir], sweep_dir, self.config.thresholds)
+        except QbenchError as exc:
+            log.error("aggregation of %s: %s", sweep_dir, exc)
+            return
+        for path, reason in result.loaded.skipped:
+            log.warning("aggregation left out %s: %s", path, reason)
+        log.info("aggregated %d job(s) into %s (report.md, report.html)", len(result.loaded.files), sweep_dir)

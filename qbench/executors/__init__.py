@@ -1,5 +1,0 @@
-"""How workers run: the async executor (coroutines over an aiosqlite pool)."""
-
-from qbench.executors.async_executor import DrainResult, DrainSpec, run_drain
-
-__all__ = ["DrainResult", "DrainSpec", "run_drain"]

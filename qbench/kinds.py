@@ -1,0 +1,75 @@
+"""The closed sets of qbench: every config choice, phase and status is one of these enums.
+
+They sit at the bottom of the package, below the settings, the queues and the
+results, so any layer may name them and none has to ask the Hydra schema.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class WorkloadKind(StrEnum):
+    DRAIN = "drain"  # a pre-filled backlog drained by the workers
+
+
+class JournalMode(StrEnum):
+    WAL = "wal"
+    DELETE = "delete"
+    TRUNCATE = "truncate"
+    PERSIST = "persist"
+
+
+class Synchronous(StrEnum):
+    OFF = "off"
+    NORMAL = "normal"
+    FULL = "full"
+    EXTRA = "extra"
+
+
+class TxMode(StrEnum):
+    IMMEDIATE = "immediate"  # BEGIN IMMEDIATE; SELECT; UPDATE; COMMIT
+    DEFERRED = "deferred"  # BEGIN; SELECT; UPDATE; COMMIT (can meet BUSY_SNAPSHOT)
+    AUTOCOMMIT = "autocommit"  # one UPDATE ... RETURNING statement
+
+
+class BusyPolicy(StrEnum):
+    NATIVE = "native"  # PRAGMA busy_timeout does the waiting
+    APP = "app"  # busy_timeout 0, application retries with capped exponential backoff + jitter
+
+
+class PoolKind(StrEnum):
+    PER_WORKER = "per_worker"
+    RATIO = "ratio"
+    FIXED = "fixed"
+    SHARED = "shared"
+
+
+class ExecutorKind(StrEnum):
+    ASYNC = "async"
+
+
+class QueueKind(StrEnum):
+    SQLITE = "sqlite"
+
+
+class ServiceKind(StrEnum):
+    NOOP = "noop"
+    SLEEP = "sleep"  # awaited asyncio.sleep
+    CPU = "cpu"  # busy work that holds the event loop
+
+
+class MetricsLevel(StrEnum):
+    FULL = "full"
+    MINIMAL = "minimal"  # counts and duration only: the yardstick for measurement overhead
+
+
+class Phase(StrEnum):
+    WARMUP = "warmup"
+    MEASURE = "measure"
+
+
+class JobState(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"

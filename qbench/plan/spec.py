@@ -1,0 +1,266 @@
+"""Plan files: parse, check, and resolve references to upstream results.
+
+A plan (``experiments/*.yaml``) is a DAG of stages::
+
+    name: quick                      # optional; default: the file's stem
+    description: one line            # optional
+    stages:
+      scaling:
+        sweep:
+          overrides: [tasks=300]     # Hydra override syntax, one job config each
+          grid: {workers: [1, 2, 4], journal: [wal, delete]}
+      pools:
+        needs: [scaling]
+        sweep:
+          overrides: ["workers=${scaling.best_workers}", pool=fixed]
+          grid: {pool.size: [1, 2, 4]}
+      contention:
+        needs: [scaling]
+        sweep:
+          grid: {workers: "${around:scaling.knee_workers}", busy.timeout_ms: [0, 5000]}
+      report:
+        needs: [scaling, pools, contention]
+        analysis: report             # aggregate | recommend | report over the stages in `needs`
+
+References name an upstream stage's recommendation field (a column of its
+``recommendations.parquet``): ``${STAGE.FIELD}`` takes it from the row with
+the best throughput, ``${STAGE.FIELD@journal_mode=wal}`` from the row that
+matches. As a grid value, ``${around:STAGE.FIELD}`` is the value and the
+grid points on either side of it in the upstream sweep's own grid, and
+``${beyond:STAGE.FIELD}`` is the value, twice it and four times it. They
+resolve only once the upstream stage has finished.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from qbench.errors import PlanError
+
+PLAN_KEYS = {"name", "description", "stages"}
+STAGE_KEYS = {"needs", "sweep", "analysis", "description"}
+SWEEP_KEYS = {"overrides", "grid"}
+ANALYSES = ("aggregate", "recommend", "report", "compare")
+# fields that stand for a number on a grid: ${around:...} and ${beyond:...} take only these
+NUMERIC_FIELDS = {
+    "best_workers",
+    "knee_workers",
+    "busy_onset_workers",
+    "pool_connections",
+    "busy_timeout_ms",
+    "claim_batch",
+}
+RECOMMENDATION_FIELDS = {
+    "best_workers",
+    "knee_workers",
+    "busy_onset_workers",
+    "pool_connections",
+    "pool_kind",
+    "busy_policy",
+    "busy_timeout_ms",
+    "claim_tx",
+    "claim_batch",
+    "journal_mode",
+    "synchronous",
+}
+REF = re.compile(r"\$\{(?:(around|beyond):)?([A-Za-z_][\w-]*)\.([A-Za-z_]\w*)(?:@([\w.]+)=([^}]+))?\}")
+_NAME = re.compile(r"^[A-Za-z_][\w-]*$")
+
+
+@dataclass(frozen=True)
+class Reference:
+    text: str
+    stage: str
+    field: str
+    # "" (the value), "around" or "beyond" (a list of grid values)
+    expand: str = ""
+    where: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    needs: tuple[str, ...]
+    # a sweep: Hydra overrides fixed for every job, and the grid swept (key -> values or a reference)
+    overrides: tuple[str, ...] = ()
+    grid: Mapping[str, Any] = field(default_factory=dict)
+    # an analysis instead of a sweep
+    analysis: str | None = None
+
+    @property
+    def is_sweep(self) -> bool:
+        return self.analysis is None
+
+    def references(self) -> list[Reference]:
+        texts = list(self.overrides) + [v for v in self.grid.values() if isinstance(v, str)]
+        return [ref for text in texts for ref in find_references(text)]
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    path: Path
+    description: str
+    stages: dict[str, Stage]
+    # topological order
+    order: tuple[str, ...]
+
+    def downstream(self, names: set[str]) -> set[str]:
+        """The given stages and every stage that depends on them."""
+        out = set(names)
+        changed = True
+        while changed:
+            changed = False
+            for stage in self.stages.values():
+                if stage.name not in out and out.intersection(stage.needs):
+                    out.add(stage.name)
+                    changed = True
+        return out
+
+    def upstream(self, name: str) -> set[str]:
+        seen: set[str] = set()
+        todo = list(self.stages[name].needs)
+        while todo:
+            current = todo.pop()
+            if current not in seen:
+                seen.add(current)
+                todo.extend(self.stages[current].needs)
+        return seen
+
+
+def find_references(text: str) -> list[Reference]:
+    return [
+        Reference(
+            m.group(0),
+            m.group(2),
+            m.group(3),
+            m.group(1) or "",
+            (m.group(4), m.group(5)) if m.group(4) else None,
+        )
+        for m in REF.finditer(text)
+    ]
+
+
+def _fail(path: Path, where: str, message: str) -> PlanError:
+    return PlanError(f"plan {path.name}: {where}: {message}")
+
+
+def _stage(path: Path, name: str, raw: object) -> Stage:
+    where = f"stage '{name}'"
+    if not _NAME.match(name):
+        raise _fail(path, where, "a stage name is letters, digits, '_' and '-'")
+    if not isinstance(raw, dict):
+        raise _fail(path, where, "expected a mapping with `sweep:` or `analysis:`")
+    unknown = set(raw) - STAGE_KEYS
+    if unknown:
+        raise _fail(
+            path, where, f"unknown key '{sorted(unknown)[0]}' (allowed: {', '.join(sorted(STAGE_KEYS))})"
+        )
+    needs = raw.get("needs", []) or []
+    if isinstance(needs, str):
+        needs = [needs]
+    if not isinstance(needs, list) or not all(isinstance(n, str) for n in needs):
+        raise _fail(path, where, "`needs` must be a list of stage names")
+    has_sweep, analysis = "sweep" in raw, raw.get("analysis")
+    if has_sweep == (analysis is not None):
+        raise _fail(path, where, "give exactly one of `sweep:` and `analysis:`")
+    if analysis is not None:
+        if analysis not in ANALYSES:
+            raise _fail(path, where, f"analysis '{analysis}' is not allowed (allowed: {', '.join(ANALYSES)})")
+        if not needs:
+            raise _fail(path, where, f"analysis '{analysis}' needs the stages it analyses in `needs`")
+        if analysis == "compare" and len(needs) != 2:
+            raise _fail(path, where, "analysis 'compare' needs exactly two stages: baseline, candidate")
+        return Stage(name, tuple(needs), analysis=str(analysis))
+    sweep = raw["sweep"] or {}
+    if not isinstance(sweep, dict):
+        raise _fail(path, where, "`sweep` must be a mapping with `overrides` and `grid`")
+    unknown = set(sweep) - SWEEP_KEYS
+    if unknown:
+        raise _fail(path, where, f"unknown key 'sweep.{sorted(unknown)[0]}' (allowed: overrides, grid)")
+    overrides = sweep.get("overrides", []) or []
+    if not isinstance(overrides, list) or not all(isinstance(o, str | int | float) for o in overrides):
+        raise _fail(path, where, "`sweep.overrides` must be a list of key=value strings")
+    grid = sweep.get("grid", {}) or {}
+    if not isinstance(grid, dict):
+        raise _fail(path, where, "`sweep.grid` must map keys to lists of values")
+    for key, values in grid.items():
+        if isinstance(values, str) and find_references(values):
+            continue
+        if not isinstance(values, list) or not values:
+            raise _fail(path, where, f"grid key '{key}' needs a non-empty list of values (or a reference)")
+    return Stage(name, tuple(needs), tuple(str(o) for o in overrides), dict(grid))
+
+
+def load_plan(path: Path) -> Plan:
+    """Read and check a plan file; nothing runs.
+
+    Raises:
+        PlanError: the first problem, in one line naming the stage.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PlanError(f"plan {path}: no such file") from None
+    except (OSError, yaml.YAMLError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PlanError(f"plan {path.name}: not readable YAML ({first})") from None
+    if not isinstance(raw, dict):
+        raise _fail(path, "top level", "expected a mapping with `stages:`")
+    unknown = set(raw) - PLAN_KEYS
+    if unknown:
+        raise _fail(
+            path, "top level", f"unknown key '{sorted(unknown)[0]}' (allowed: {', '.join(sorted(PLAN_KEYS))})"
+        )
+    stages_raw = raw.get("stages")
+    if not isinstance(stages_raw, dict) or not stages_raw:
+        raise _fail(path, "top level", "`stages` must map stage names to stages")
+    stages = {str(name): _stage(path, str(name), body) for name, body in stages_raw.items()}
+    for stage in stages.values():
+        for need in stage.needs:
+            if need not in stages:
+                raise _fail(path, f"stage '{stage.name}'", f"needs unknown stage '{need}'")
+    try:
+        order = tuple(TopologicalSorter({s.name: s.needs for s in stages.values()}).static_order())
+    except CycleError as exc:
+        cycle = " -> ".join(exc.args[1]) if len(exc.args) > 1 else "?"
+        raise _fail(path, "stages", f"cycle: {cycle}") from None
+    name = str(raw.get("name") or path.stem)
+    if not _NAME.match(name):
+        raise _fail(path, "top level", f"name '{name}' is not allowed (letters, digits, '_' and '-')")
+    plan = Plan(name, path, str(raw.get("description") or ""), stages, order)
+    for stage in stages.values():
+        upstream = plan.upstream(stage.name)
+        for ref in stage.references():
+            if ref.stage not in upstream:
+                raise _fail(
+                    path,
+                    f"stage '{stage.name}'",
+                    f"{ref.text} refers to '{ref.stage}', which is not upstream",
+                )
+            if stages[ref.stage].analysis == "compare":
+                raise _fail(
+                    path, f"stage '{stage.name}'", f"{ref.text}: stage '{ref.stage}' has no recommendations"
+                )
+            if ref.field not in RECOMMENDATION_FIELDS:
+                raise _fail(
+                    path,
+                    f"stage '{stage.name}'",
+                    f"{ref.text}: unknown field '{ref.field}' "
+                    f"(allowed: {', '.join(sorted(RECOMMENDATION_FIELDS))})",
+                )
+            if ref.expand and ref.field not in NUMERIC_FIELDS:
+                raise _fail(
+                    path,
+                    f"stage '{stage.name}'",
+                    f"{ref.text}: {ref.expand} needs a numeric field ({', '.join(sorted(NUMERIC_FIELDS))})",
+                )
+    return plan

@@ -1,0 +1,1 @@
+"""The report: Markdown and self-contained HTML, with plots."""

@@ -1,0 +1,387 @@
+"""The report: Markdown and self-contained HTML, with plots, from the analysis tables.
+
+Every sentence is generated from the tables it summarises and carries its
+figure; nothing here knows what the data "should" show. Each section is
+written once into a :class:`_Doc` that renders Markdown and HTML side by
+side, so both always say the same thing. The PNG plots are drawn in
+:mod:`qbench.report.plots`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qbench.report.plots import _DASH, _FITTED, Row, _Curve, _fmt, _num, _plots
+from qbench.results.writer import write_bytes
+
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+# Summary columns that are statistics, not config: a curve is every row
+# sharing the remaining (config) columns except workers, per host.
+_STAT_NAMES = frozenset({"config_id", "host", "workers", "iterations", "jobs", "noisy"})
+_STAT_SUFFIXES = ("_median", "_mean", "_stdev", "_ci_low", "_ci_high", "_cv", "_total")
+_EN, _TIMES = "\N{EN DASH}", "\N{MULTIPLICATION SIGN}"
+_SIGMA, _KAPPA = "\N{GREEK SMALL LETTER SIGMA}", "\N{GREEK SMALL LETTER KAPPA}"
+_LAMBDA, _ALPHA = "\N{GREEK SMALL LETTER LAMDA}", "\N{GREEK SMALL LETTER ALPHA}"
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;"
+    "line-height:1.45;color:#222}table{border-collapse:collapse;margin:1rem 0;font-size:.88rem}"
+    "th,td{border:1px solid #bbb;padding:.25rem .5rem;text-align:left}th{background:#eee}"
+    "img{max-width:100%}figcaption{font-style:italic;margin-bottom:1.5rem}"
+)
+
+
+def write_report(
+    out_dir: Path,
+    summary: pd.DataFrame,
+    scaling: pd.DataFrame,
+    recommendations: pd.DataFrame,
+    comparisons: pd.DataFrame,
+    *,
+    skipped: Sequence[tuple[str, str]] = (),
+    sources: Sequence[str] = (),
+    thresholds: Mapping[str, float] | None = None,
+) -> list[Path]:
+    """Write report.md, report.html and the PNG plots into out_dir; return the paths written.
+
+    report.html is self-contained: PNGs embedded as base64 data URIs, inline
+    CSS, no external links. A plot with nothing to draw is skipped and the
+    report says why.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    th = dict(thresholds or {})
+    curves, single = _curves(summary, scaling)
+    plots, plot_notes = _plots(curves, single, summary, th)
+    recs, fits, comps = _records(recommendations), _fit_rows(scaling), _records(comparisons)
+    doc = _Doc()
+    _overview(doc, summary, skipped, sources)
+    doc.heading(2, "Key findings")
+    doc.bullets(
+        [_recommendation_finding(r, summary, th) for r in recs]
+        + [_fit_finding(f) for f in _records(scaling)]
+        + _comparison_findings(comps, th)
+        + _health_findings(summary, th)
+    )
+    doc.heading(2, "Configuration recommendations")
+    doc.table([_recommendation_cells(r) for r in recs], "No recommendation was derived.")
+    doc.heading(2, "Bottlenecks identified")
+    doc.bullets([_bottleneck(r) for r in recs] or ["No recommendation, so no bottleneck is named."])
+    doc.heading(2, "Scaling fits")
+    doc.table([_fit_cells(f) for f in fits], "No scaling curve was fitted.")
+    if comps:
+        doc.heading(2, "Comparisons")
+        doc.table([_comparison_cells(c) for c in comps], "")
+    doc.heading(2, "Plots")
+    for note in plot_notes:
+        doc.para(note)
+    for plot in plots:
+        doc.image(plot.name, plot.caption, plot.png)
+    _method(doc, th)
+    written = [write_bytes(out_dir / p.name, p.png) for p in plots]
+    written.append(write_bytes(out_dir / REPORT_MD, doc.markdown().encode()))
+    written.append(write_bytes(out_dir / REPORT_HTML, doc.page().encode()))
+    return written
+
+
+class _Doc:
+    """The report as Markdown and HTML at once, so the two never disagree."""
+
+    def __init__(self) -> None:
+        self.title = ""
+        self.md: list[str] = []
+        self.html: list[str] = []
+
+    def heading(self, level: int, text: str) -> None:
+        self.title = self.title or text
+        self.md.append(f"{'#' * level} {text}")
+        self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
+
+    def para(self, text: str) -> None:
+        self.md.append(text)
+        self.html.append(f"<p>{html.escape(text)}</p>")
+
+    def bullets(self, items: Sequence[str]) -> None:
+        self.md.append("\n".join(f"- {item}" for item in items))
+        self.html.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>")
+
+    def table(self, rows: Sequence[dict[str, str]], empty: str) -> None:
+        if not rows:
+            return self.para(empty)
+        headers, cells = list(rows[0]), [list(r.values()) for r in rows]
+        self.md.append("\n".join([_md_row(headers), "|" + " --- |" * len(headers), *map(_md_row, cells)]))
+        body = "".join(f"<tr>{_html_cells('td', c)}</tr>" for c in cells)
+        head = f"<thead><tr>{_html_cells('th', headers)}</tr></thead>"
+        self.html.append(f"<table>{head}<tbody>{body}</tbody></table>")
+
+    def image(self, name: str, caption: str, png: bytes) -> None:
+        alt = name.removeprefix("plot_").removesuffix(".png").replace("_", " ") + " plot"
+        self.md.append(f"![{alt}]({name})\n\n*{caption}*")
+        data = base64.b64encode(png).decode("ascii")
+        self.html.append(
+            f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+
+    def markdown(self) -> str:
+        return "\n\n".join(self.md) + "\n"
+
+    def page(self) -> str:
+        head = f'<meta charset="utf-8"><title>{html.escape(self.title)}</title><style>{_CSS}</style>'
+        return (
+            f'<!DOCTYPE html>\n<html lang="en"><head>{head}</head><body>\n'
+            + "\n".join(self.html)
+            + "\n</body></html>\n"
+        )
+
+
+def _md_row(values: Sequence[str]) -> str:
+    return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
+
+
+def _html_cells(tag: str, values: Sequence[str]) -> str:
+    return "".join(f"<{tag}>{html.escape(v)}</{tag}>" for v in values)
+
+
+# --- values ---------------------------------------------------------------------
+
+
+def _flag(value: Any) -> bool:
+    """A boolean cell; missing (None, NaN, NA) counts as false."""
+    return isinstance(value, bool | np.bool_) and bool(value)
+
+
+def _norm(value: Any) -> str:
+    """A config value as a comparable string: NaN and None alike, 4.0 as 4."""
+    if isinstance(value, str | bool | np.bool_):
+        return str(bool(value)) if isinstance(value, np.bool_) else str(value)
+    x = _num(value)
+    return "" if x is None else str(int(x)) if x.is_integer() else repr(x)
+
+
+def _ci(low: Any, high: Any, kind: str = "tps") -> str:
+    return "" if _num(low) is None or _num(high) is None else f"{_fmt(low, kind)}{_EN}{_fmt(high, kind)}"
+
+
+def _with_ci(r: Row, key: str, ci_prefix: str, kind: str) -> str:
+    ci = _ci(r.get(f"{ci_prefix}_ci_low"), r.get(f"{ci_prefix}_ci_high"), kind)
+    return _fmt(r.get(key), kind) + (f" ({ci})" if ci else "")
+
+
+def _pm(r: Row, key: str, kind: str = "sig") -> str:
+    se = f" ± {_fmt(r.get(key + '_se'), 'se')}" if _num(r.get(key + "_se")) is not None else ""
+    return _fmt(r.get(key), kind) + (se if _num(r.get(key)) is not None else "")
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [] if frame.empty else [dict(r) for r in frame.to_dict("records")]
+
+
+def _fit_rows(scaling: pd.DataFrame) -> list[dict[str, Any]]:
+    """One row per curve and model, the model prefix stripped from its columns."""
+    rows = []
+    for fit in _records(scaling):
+        for model, name in (("usl", "USL"), ("amdahl", "Amdahl")):
+            own = {k.removeprefix(f"{model}_"): v for k, v in fit.items() if k.startswith(f"{model}_")}
+            rows.append(fit | own | {"model": name})
+    return rows
+
+
+def _status(r: Row) -> str:
+    status, message = str(r.get("status")), r.get("message")
+    return status + (f": {message}" if status != "ok" and isinstance(message, str) and message else "")
+
+
+def _recommendation_cells(r: Row) -> dict[str, str]:
+    onset = r.get("busy_onset_workers")
+    return {
+        "Host": str(r.get("host")),
+        "Workload": str(r.get("workload_kind")),
+        "Journal": str(r.get("journal_mode")),
+        "Synchronous": str(r.get("synchronous")),
+        "Best workers": _fmt(r.get("best_workers"), "int"),
+        "Best tasks/s (95% CI)": _with_ci(r, "best_throughput_tps", "best_throughput", "tps"),
+        "Knee workers": _fmt(r.get("knee_workers"), "int"),
+        "Busy onset workers": "never" if _num(onset) is None else _fmt(onset, "int"),
+        "Pool": f"{r.get('pool_kind')}, {_fmt(r.get('pool_connections'), 'int')} connections",
+        "Busy handling": f"{r.get('busy_policy')}, timeout {_fmt(r.get('busy_timeout_ms'), 'int')} ms",
+        "Claim": f"{r.get('claim_tx')}, batch {_fmt(r.get('claim_batch'), 'int')}",
+        "E2E p99 (ms)": _fmt(r.get("e2e_latency_p99_ms"), "ms"),
+    }
+
+
+def _fit_cells(r: Row) -> dict[str, str]:
+    fitted = r.get("status") in _FITTED  # other statuses carry no coefficients worth printing
+    cells = {
+        "Curve": f"{r.get('host')}: {r.get('label')}",
+        "Model": str(r.get("model")),
+        "Points": _fmt(r.get("points"), "int"),
+        "Workers": _ci(r.get("workers_min"), r.get("workers_max"), "int") or _DASH,
+    }
+    coefficients = {
+        f"{_LAMBDA} (tasks/s)": _pm(r, "lambda", "tps"),
+        _SIGMA: _pm(r, "sigma"),
+        _KAPPA: _pm(r, "kappa"),
+        "R²": _fmt(r.get("r_squared")),
+        "N*": _fmt(r.get("n_star")),
+        "Peak tasks/s": _fmt(r.get("x_max_tps"), "tps"),
+    }
+    return cells | {k: v if fitted else _DASH for k, v in coefficients.items()} | {"Status": _status(r)}
+
+
+def _comparison_cells(r: Row) -> dict[str, str]:
+    return {
+        "Host": str(r.get("host")),
+        "Key": str(r.get("key")),
+        "A": str(r.get("value_a")),
+        "B": str(r.get("value_b")),
+        "Context": str(r.get("context")),
+        "A tasks/s": _fmt(r.get("throughput_a_tps"), "tps"),
+        "B tasks/s": _fmt(r.get("throughput_b_tps"), "tps"),
+        "B/A (95% CI)": _with_ci(r, "ratio", "ratio", "sig"),
+        "p": _fmt(r.get("p_value"), "p"),
+        "Significant": "yes" if _flag(r.get("significant")) else "no",
+    }
+
+
+# --- sentences ------------------------------------------------------------------
+
+
+def _overview(
+    doc: _Doc, summary: pd.DataFrame, skipped: Sequence[tuple[str, str]], sources: Sequence[str]
+) -> None:
+    hosts = sorted({str(h) for h in summary["host"]})
+    text = f"{len(summary):,} configurations on {len(hosts)} host(s) ({', '.join(hosts)})"
+    if "iterations" in summary:
+        text += f", {_fmt(summary['iterations'].sum(), 'int')} measured iterations"
+    if "jobs" in summary:
+        text += f" from {_fmt(summary['jobs'].sum(), 'int')} jobs"
+    doc.heading(1, "qbench report: SQLite job queue benchmark")
+    doc.para(text + ".")
+    if sources:
+        doc.para(f"Results aggregated from {len(sources)} director{'ies' if len(sources) != 1 else 'y'}:")
+        doc.bullets(list(sources))
+    if skipped:
+        doc.para(f"{len(skipped)} result file(s) left out:")
+        doc.bullets([f"{path}: {reason}" for path, reason in skipped])
+
+
+def _recommendation_finding(r: Row, summary: pd.DataFrame, th: Mapping[str, float]) -> str:
+    where = (
+        f"{r.get('host')}, {r.get('workload_kind')} workload, {r.get('journal_mode')}/{r.get('synchronous')}"
+    )
+    ci = _ci(r.get("best_throughput_ci_low"), r.get("best_throughput_ci_high"))
+    text = f"On {where}: best median throughput {_fmt(r.get('best_throughput_tps'), 'tps')} tasks/s"
+    text += (f" (95% CI {ci})" if ci else "") + f" at {_fmt(r.get('best_workers'), 'int')} workers"
+    if _num(r.get("knee_workers")) is not None:
+        knee = f"within {_fmt(th['knee_fraction'], 'pct')} of it from" if "knee_fraction" in th else "knee at"
+        text += f"; {knee} {_fmt(r.get('knee_workers'), 'int')} workers"
+    above = f"above {_fmt(th['busy_rate'], 'pct')}" if "busy_rate" in th else "above the threshold"
+    if _num(r.get("busy_onset_workers")) is not None:
+        return text + f"; busy errors {above} from {_fmt(r.get('busy_onset_workers'), 'int')} workers."
+    same = summary
+    for col in ("host", "workload_kind", "journal_mode", "synchronous"):
+        if col in same and col in r:
+            same = same[same[col].map(_norm) == _norm(r[col])]
+    upto = f" up to {_fmt(same['workers'].max(), 'int')} workers" if len(same) else ""
+    return text + f"; busy errors never {above}{upto}."
+
+
+def _fit_finding(fit: Row) -> str:
+    where = f"{fit.get('host')}, {fit.get('label')}"
+    if fit.get("usl_status") == "ok":
+        text = (
+            f"USL fit for {where} (R² {_fmt(fit.get('usl_r_squared'))}): contention {_SIGMA}="
+            f"{_fmt(fit.get('usl_sigma'))}, coherency {_KAPPA}={_fmt(fit.get('usl_kappa'))}"
+        )
+        n_star = _num(fit.get("usl_n_star"))
+        if n_star is None or math.isinf(n_star):
+            return text + ": no predicted peak."
+        return (
+            text + f", predicted peak N*={_fmt(n_star)} at {_fmt(fit.get('usl_x_max_tps'), 'tps')} tasks/s."
+        )
+    text = f"USL fit for {where}: {fit.get('usl_status')} ({fit.get('usl_message') or 'no message'})"
+    if fit.get("amdahl_status") == "ok":
+        text += f"; Amdahl fit (R² {_fmt(fit.get('amdahl_r_squared'))}): contention {_SIGMA}="
+        text += _fmt(fit.get("amdahl_sigma"))
+    return text + "."
+
+
+def _comparison_findings(comparisons: Sequence[Row], th: Mapping[str, float]) -> list[str]:
+    significant = [r for r in comparisons if _flag(r.get("significant"))]
+    items = []
+    for r in significant:
+        ci = _ci(r.get("ratio_ci_low"), r.get("ratio_ci_high"), "sig") or _DASH
+        where = f"on {r.get('host')} ({r.get('context')})"
+        items.append(
+            f"{r.get('key')} {r.get('value_b')} vs {r.get('value_a')} {where}: "
+            f"{_fmt(r.get('ratio'))}{_TIMES} throughput (95% CI {ci}), p={_fmt(r.get('p_value'), 'p')}."
+        )
+    if (rest := len(comparisons) - len(significant)) > 0:
+        alpha = f" at {_ALPHA}={_fmt(th['alpha'])}" if "alpha" in th else ""
+        items.append(f"{rest} of {len(comparisons)} comparisons are not significant{alpha}.")
+    return items
+
+
+def _health_findings(summary: pd.DataFrame, th: Mapping[str, float]) -> list[str]:
+    items = []
+    if "noisy" in summary:
+        noisy = summary.loc[summary["noisy"].fillna(False).astype(bool), "config_id"].astype(str).tolist()
+        cv = f"above {_fmt(th['cv'], 'pct')}" if "cv" in th else "above the noise threshold"
+        listed = f": {', '.join(noisy[:5])}{' …' if len(noisy) > 5 else ''}" if noisy else ""
+        items.append(f"{len(noisy)} of {len(summary)} configurations are noisy (throughput CV {cv}){listed}.")
+    lost = _fmt(summary.get("tasks_lost_total", pd.Series(dtype=float)).sum(), "int")
+    dup = _fmt(summary.get("tasks_duplicated_total", pd.Series(dtype=float)).sum(), "int")
+    return [*items, f"Tasks lost: {lost}; tasks processed twice: {dup}, over all configurations."]
+
+
+def _bottleneck(r: Row) -> str:
+    where = f"{r.get('host')}, {r.get('workload_kind')}, {r.get('journal_mode')}/{r.get('synchronous')}"
+    evidence = str(r.get("bottleneck_evidence") or "").rstrip(".")
+    confidence = str(r.get("confidence") or "").rstrip(".")
+    return f"{where}: {r.get('bottleneck')}: {evidence}. Confidence: {confidence}."
+
+
+def _method(doc: _Doc, th: Mapping[str, float]) -> None:
+    used = ", ".join(f"{k}={v:g}" for k, v in th.items()) or "none were passed to the report"
+    doc.heading(2, "Method")
+    doc.para(
+        "Every figure is the median over the measured iterations of a configuration; warmup iterations are "
+        "excluded. Intervals are 95% bootstrap confidence intervals of the median (none below 3 iterations). "
+        "A configuration is flagged noisy when the coefficient of variation of its throughput exceeds the cv "
+        "threshold. Comparisons use the Mann-Whitney U rank test on the iterations; the effect is the ratio "
+        "of medians. Scaling fits are nonlinear least squares of the Universal Scalability Law and of "
+        f"Amdahl's law ({_KAPPA}=0). Thresholds used: {used}."
+    )
+
+
+# --- curves ---------------------------------------------------------------------
+
+
+def _curves(summary: pd.DataFrame, scaling: pd.DataFrame) -> tuple[list[_Curve], int]:
+    """Group summary rows into curves over workers; also count groups with one worker level."""
+    cols = [
+        "host",
+        *(c for c in summary.columns if c not in _STAT_NAMES and not str(c).endswith(_STAT_SUFFIXES)),
+    ]
+    keys = summary[cols].map(_norm).apply(tuple, axis=1)
+    groups = [g.sort_values("workers") for _, g in summary.groupby(keys, sort=True)]
+    drawn = [g for g in groups if g["workers"].nunique() >= 2]
+    varying = [c for c in cols if len({_norm(g[c].iloc[0]) for g in drawn}) > 1]
+    fits = _records(scaling)
+    curves = []
+    for g in drawn:
+        first = g.iloc[0]
+        fit = next((f for f in fits if all(_norm(f[c]) == _norm(first[c]) for c in cols if c in f)), None)
+        label = ", ".join(f"{c}={_norm(first[c])}" for c in varying)
+        if not label:
+            label = str(fit["label"]) if fit and _norm(fit.get("label")) else str(first["host"])
+        curves.append(_Curve(str(first["host"]), label, g, fit))
+    return curves, len(groups) - len(drawn)

@@ -1,0 +1,234 @@
+"""The report's PNG plots, drawn from the summary curves.
+
+Plots draw on a bare ``Figure`` with the Agg canvas: no pyplot, no global
+backend state. This module also holds the few primitives report.py shares
+with it (the curve type, number formatting), so imports run one way only.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, NullLocator
+
+from qbench.analysis.fits import usl_throughput
+
+Row = Mapping[str, Any]
+
+_FITTED = ("ok", "poor_fit")
+_DPI = 110
+_FIGSIZE = (8.0, 5.0)
+_LOG_X_SPAN = 20.0  # log-scale the worker axis only when it spans this factor
+_MAX_PANELS = 12
+_DASH = "\N{EM DASH}"
+_FORMATS: dict[str, Callable[[float], str]] = {
+    "tps": lambda x: f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}",
+    "sig": lambda x: f"{x:.3g}",
+    "se": lambda x: f"{x:.2g}",
+    "ms": lambda x: f"{x:,.1f}",
+    "int": lambda x: f"{round(x):,}",
+    "pct": lambda x: f"{100 * x:.3g}%",
+    "p": lambda x: "<0.001" if x < 0.001 else f"{x:.2g}",
+}
+
+
+@dataclass(frozen=True)
+class _Curve:
+    host: str
+    label: str
+    rows: pd.DataFrame  # summary rows of this curve, sorted by workers
+    fit: Row | None  # the matching scaling row, if any
+
+
+@dataclass(frozen=True)
+class _Plot:
+    name: str
+    caption: str
+    png: bytes
+
+
+def _num(value: Any) -> float | None:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(x) else x
+
+
+def _fmt(value: Any, kind: str = "sig") -> str:
+    x = _num(value)
+    return _DASH if x is None else "\N{INFINITY}" if math.isinf(x) else _FORMATS[kind](x)
+
+
+# --- plots ----------------------------------------------------------------------
+
+
+def _plots(
+    curves: list[_Curve], single: int, summary: pd.DataFrame, th: Mapping[str, float]
+) -> tuple[list[_Plot], list[str]]:
+    """Draw each plot that has data; return the plots and notes on those skipped."""
+    if not curves:
+        levels = ", ".join(_fmt(w, "int") for w in sorted(summary["workers"].dropna().unique()))
+        return [], [
+            "The throughput, efficiency, busy-rate and latency plots are skipped: every configuration was "
+            f"measured at only one worker count (workers: {levels}), so there is no curve to draw."
+        ]
+    notes = [f"{single} configuration(s) measured at one worker count only are not drawn."] if single else []
+    n, busy = len(curves), th.get("busy_rate")
+    line = f"; the dotted line is the {_fmt(busy, 'pct')} threshold." if busy is not None else "."
+    shown = f"; the first {_MAX_PANELS} are shown." if n > _MAX_PANELS else "."
+    specs = (
+        ("throughput", "throughput_tps_median", f"Median throughput against workers, {n} curve(s); bars are "
+         "95% bootstrap CIs, solid lines the fitted USL (dashed: Amdahl) where a fit exists, thin lines "
+         "otherwise join the medians."),
+        ("efficiency", "efficiency_tps_per_worker_median",
+         f"Median throughput per worker against workers, {n} curve(s)."),
+        ("busy_rate", "busy_rate_median", f"Median busy-error rate (busy errors per transaction) against "
+         f"workers, {n} curve(s){line}"),
+        ("latency", "e2e_latency_p99_ms_median", "Median end-to-end latency percentiles (p50, p95, p99) "
+         f"against workers, {n} curve(s){shown}"),
+    )  # fmt: skip
+    plots = []
+    for name, column, caption in specs:
+        if all(c.rows.get(column, pd.Series(dtype=float)).isna().all() for c in curves):
+            notes.append(f"The {name.replace('_', ' ')} plot is skipped: no configuration reports {column}.")
+        else:
+            plots.append(_Plot(f"plot_{name}.png", caption, _png(_DRAW[name](curves, busy))))
+    return plots, notes
+
+
+def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = _FIGSIZE) -> tuple[Figure, Any]:
+    fig = Figure(figsize=size, dpi=_DPI)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, squeeze=False)
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _colour(i: int, n: int) -> Any:
+    return colormaps["tab10" if n <= 10 else "tab20"](i % 20)
+
+
+def _column(c: _Curve, name: str) -> Any:
+    return c.rows.get(name, pd.Series(np.nan, index=c.rows.index)).to_numpy(float)
+
+
+def _axes(ax: Axes, curves: list[_Curve], ylabel: str, title: str, extra: Sequence[Line2D] = ()) -> None:
+    levels = sorted({float(w) for c in curves for w in c.rows["workers"].dropna()})
+    if levels[0] > 0 and levels[-1] / levels[0] >= _LOG_X_SPAN:
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_minor_locator(NullLocator())
+    if len(levels) <= 12:
+        ax.set_xticks(levels, [_fmt(w, "int") for w in levels])
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 1000 else f"{v:g}"))
+    ax.set(xlabel="workers (concurrency)", ylabel=ylabel, title=title)
+    ax.grid(True, alpha=0.3)
+    handles = [*ax.get_legend_handles_labels()[0], *extra]
+    if len(handles) > 6:  # a long legend would hide the data: put it outside
+        ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    else:
+        ax.legend(handles=handles, fontsize="small")
+
+
+def _throughput_plot(curves: list[_Curve], busy_threshold: float | None) -> Figure:
+    fig, axes = _figure()
+    ax: Axes = axes[0][0]
+    styles = {"usl": "-", "amdahl": "--"} if len(curves) <= 3 else {"usl": "-"}
+    drawn: set[str] = set()
+    for i, c in enumerate(curves):
+        colour, x, y = _colour(i, len(curves)), _column(c, "workers"), _column(c, "throughput_tps_median")
+        low = np.nan_to_num(y - _column(c, "throughput_tps_ci_low"), nan=0.0).clip(0)
+        high = np.nan_to_num(_column(c, "throughput_tps_ci_high") - y, nan=0.0).clip(0)
+        ax.errorbar(x, y, yerr=[low, high], fmt="o", color=colour, capsize=3, label=c.label)
+        grid, fit, fitted = np.linspace(x.min(), x.max(), 200), c.fit or {}, False
+        for model, style in styles.items():
+            lam, sigma = _num(fit.get(f"{model}_lambda")), _num(fit.get(f"{model}_sigma"))
+            if fit.get(f"{model}_status") in _FITTED and lam is not None and sigma is not None:
+                kappa = _num(fit.get(f"{model}_kappa")) or 0.0
+                ax.plot(grid, usl_throughput(grid, lam, sigma, kappa), style, color=colour, lw=1.3)
+                drawn.add(model)
+                fitted = True
+        if not fitted:
+            ax.plot(x, y, "-", color=colour, lw=0.8, alpha=0.6)
+    names = {"usl": "USL fit", "amdahl": "Amdahl fit"}
+    proxies = [
+        Line2D([], [], color="grey", ls=styles[m], label=names[m]) for m in sorted(drawn, reverse=True)
+    ]
+    ax.set_ylim(bottom=0)
+    _axes(ax, curves, "throughput (tasks/s, median)", "Throughput against workers", proxies)
+    return fig
+
+
+def _line_plot(
+    curves: list[_Curve], column: str, scale: float, ylabel: str, title: str, threshold: float | None
+) -> Figure:
+    fig, axes = _figure()
+    ax: Axes = axes[0][0]
+    for i, c in enumerate(curves):
+        y = _column(c, column) * scale
+        ax.plot(_column(c, "workers"), y, "o-", color=_colour(i, len(curves)), label=c.label)
+    if threshold is not None:
+        label = f"threshold {_fmt(threshold, 'pct')}"
+        ax.axhline(threshold * scale, color="black", ls=":", lw=1, label=label)
+    ax.set_ylim(bottom=0)
+    _axes(ax, curves, ylabel, title)
+    return fig
+
+
+def _latency_plot(curves: list[_Curve], busy_threshold: float | None) -> Figure:
+    shown, one_panel = curves[:_MAX_PANELS], len(curves) <= 4
+    ncols = 1 if one_panel else min(3, len(shown))
+    nrows = 1 if one_panel else math.ceil(len(shown) / ncols)
+    fig, axes = _figure(nrows, ncols, _FIGSIZE if one_panel else (4.2 * ncols, 3.2 * nrows))
+    for i, c in enumerate(shown):
+        ax: Axes = axes[0][0] if one_panel else axes[i // ncols][i % ncols]
+        colour = _colour(i, len(curves)) if one_panel else "black"
+        for p, style in (("p50", "-"), ("p95", "--"), ("p99", ":")):
+            label = f"{c.label} {p}" if one_panel else p
+            y = _column(c, f"e2e_latency_{p}_ms_median")
+            ax.plot(_column(c, "workers"), y, style, marker="o", ms=3, color=colour, label=label)
+        if not one_panel:
+            _axes(ax, [c], "end-to-end latency (ms)", c.label)
+            ax.title.set_fontsize("small")
+    for j in range(len(shown), nrows * ncols):
+        axes[j // ncols][j % ncols].set_visible(False)
+    if one_panel:
+        _axes(axes[0][0], curves, "end-to-end latency (ms)", "End-to-end latency against workers")
+    else:
+        fig.tight_layout()
+    return fig
+
+
+def _efficiency_plot(curves: list[_Curve], busy_threshold: float | None) -> Figure:
+    ylabel = "throughput per worker (tasks/s/worker)"
+    return _line_plot(
+        curves, "efficiency_tps_per_worker_median", 1.0, ylabel, "Efficiency against workers", None
+    )
+
+
+def _busy_plot(curves: list[_Curve], busy_threshold: float | None) -> Figure:
+    ylabel, title = "busy errors (% of transactions)", "Busy-error rate against workers"
+    return _line_plot(curves, "busy_rate_median", 100.0, ylabel, title, busy_threshold)
+
+
+_DRAW: dict[str, Callable[[list[_Curve], float | None], Figure]] = {
+    "throughput": _throughput_plot,
+    "efficiency": _efficiency_plot,
+    "busy_rate": _busy_plot,
+    "latency": _latency_plot,
+}

@@ -1,0 +1,1 @@
+"""Results: the column registry, job statuses, the atomic writer and the versioned readers."""

@@ -1,0 +1,101 @@
+"""Preparing a fresh database file for an iteration, and checking it afterwards.
+
+Set-up (creation, history rows) is never inside a measured duration; the
+backlog's enqueue is timed on its own.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from qbench.run.pragmas import ConnectionSettings, configure
+from qbench.run.queues.protocol import QueueUnderTest
+from qbench.run.queues.sql import run_sync
+
+# History rows are written in large transactions: they are set-up, not measured.
+_HISTORY_BATCH = 50_000
+
+
+@dataclass(frozen=True)
+class Backlog:
+    # first task id of the backlog (history rows come before it)
+    first_id: int
+    tasks: int
+    # seconds spent enqueueing the backlog
+    enqueue_s: float
+    # seconds spent on everything else: file creation, schema, history rows
+    setup_s: float
+
+
+def remove_database(db_path: Path) -> None:
+    """Delete the database and its journal, WAL and shared-memory files."""
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+
+
+def connect(db_path: Path, settings: ConnectionSettings) -> sqlite3.Connection:
+    """A plain sqlite3 connection with explicit transactions and every PRAGMA checked."""
+    conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=True)
+    try:
+        run_sync(conn, configure(settings))
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def prepare_database(
+    db_path: Path,
+    queue: QueueUnderTest,
+    settings: ConnectionSettings,
+    *,
+    history_rows: int,
+    tasks: int,
+    payload: bytes,
+    enqueue_batch: int,
+) -> Backlog:
+    """Create a fresh database with ``history_rows`` done tasks and a backlog of ``tasks``."""
+    started = time.perf_counter()
+    remove_database(db_path)
+    conn = connect(db_path, settings)
+    try:
+        run_sync(conn, queue.create_schema())
+        now = time.time()
+        for start in range(1, history_rows + 1, _HISTORY_BATCH):
+            ids = range(start, min(start + _HISTORY_BATCH, history_rows + 1))
+            run_sync(conn, queue.enqueue(ids, payload, now, done=True))
+        first_id = history_rows + 1
+        setup_s = time.perf_counter() - started
+        enqueue_started = time.perf_counter()
+        for start in range(first_id, first_id + tasks, enqueue_batch):
+            ids = range(start, min(start + enqueue_batch, first_id + tasks))
+            run_sync(conn, queue.enqueue(ids, payload, time.time()))
+        enqueue_s = time.perf_counter() - enqueue_started
+    finally:
+        conn.close()
+    return Backlog(first_id=first_id, tasks=tasks, enqueue_s=enqueue_s, setup_s=setup_s)
+
+
+@dataclass(frozen=True)
+class DatabaseCheck:
+    integrity_ok: bool
+    integrity_message: str
+    # rows per state: ready, leased, done
+    states: dict[str, int]
+    db_size_bytes: int
+
+
+def check_database(db_path: Path, queue: QueueUnderTest, settings: ConnectionSettings) -> DatabaseCheck:
+    """PRAGMA integrity_check and the queue's own row counts, after the drain."""
+    conn = connect(db_path, settings)
+    try:
+        rows = conn.execute("PRAGMA integrity_check").fetchall()
+        states = run_sync(conn, queue.count_by_state())
+    finally:
+        conn.close()
+    messages = [str(row[0]) for row in rows]
+    size = Path(db_path).stat().st_size
+    return DatabaseCheck(messages == ["ok"], "; ".join(messages[:5]), states, size)

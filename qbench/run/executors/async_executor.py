@@ -1,0 +1,289 @@
+"""The async executor: ``workers`` coroutines drain the backlog over a shared connection pool.
+
+Each claim and each ack is one transaction on a connection taken from the
+pool and given back right after, so a task's service time never holds a
+connection. Busy errors are caught per transaction, counted by phase and
+extended code, and handled by the busy policy: ``native`` retries at once
+(SQLite's busy handler already waited), ``app`` sleeps a capped exponential
+backoff with full jitter first. A transaction that exhausts its retries is
+given up: a given-up claim is simply tried again, a given-up ack leaves the
+lease to expire so the task is redelivered (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from qbench.errors import DrainTimeoutError
+from qbench.kinds import BusyPolicy, ServiceKind
+from qbench.run.executors.pool import ConnectionPool
+from qbench.run.metrics import DrainStats, ResourceMonitor, ResourceUsage
+from qbench.run.pragmas import ConnectionSettings
+from qbench.run.queues.protocol import Claimed, QueueUnderTest
+from qbench.run.queues.sql import BusyError, Transaction, run_async
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DrainSpec:
+    db_path: Path
+    settings: ConnectionSettings
+    workers: int
+    pool_size: int
+    first_id: int
+    tasks: int
+    busy_policy: BusyPolicy
+    max_retries: int
+    backoff_base_s: float
+    backoff_cap_s: float
+    service_kind: ServiceKind
+    service_s: float
+    poll_interval_s: float
+    lease_s: float
+    timeout_s: float
+    # per-event timings (latencies, lock and pool waits); False = counts and duration only
+    timings: bool = True
+
+
+@dataclass
+class DrainResult:
+    stats: DrainStats
+    # seconds from the workers' start to the last first-ack of a backlog task
+    duration_s: float
+    pool_connections: int
+    timed_out: bool
+    # CPU, IO, RSS and WAL over the workers' run only (not pool opening or closing)
+    usage: ResourceUsage | None = None
+
+
+class _Drain:
+    def __init__(self, spec: DrainSpec, queue: QueueUnderTest, pool: ConnectionPool) -> None:
+        self.spec = spec
+        self.queue = queue
+        self.pool = pool
+        self.stats = DrainStats.for_tasks(spec.tasks)
+        self.acked_unique = 0
+        self.done = asyncio.Event()
+        self.t_start = 0.0
+        self.t_last_ack = 0.0
+        self.next_requeue_at = 0.0
+        self._tokens = itertools.count(1)
+        self._rng = random.Random(0x9B)
+        self._timings = spec.timings
+        # per backlog task: (lease token, wall-clock expiry) of the claim in flight
+        self._holder: list[tuple[int, float] | None] = [None] * spec.tasks
+
+    def _lock_wait(self, seconds: float) -> None:
+        self.stats.lock_wait_s.append(seconds)
+
+    async def transact(self, make_tx: Callable[..., Transaction[T]], *args: Any) -> T | None:
+        """Run ``make_tx(*args, now)`` under the busy policy; None when its retries ran out.
+
+        ``now`` (wall clock, for leases) is taken afresh for every attempt.
+        """
+        stats = self.stats
+        sink = self._lock_wait if self._timings else None
+        attempt = 0
+        while True:
+            if self._timings:
+                waited = time.perf_counter()
+                conn = await self.pool.acquire()
+                stats.pool_wait_s.append(time.perf_counter() - waited)
+            else:
+                conn = await self.pool.acquire()
+            stats.transactions += 1
+            try:
+                return await run_async(conn, make_tx(*args, time.time()), sink)
+            except BusyError as err:
+                stats.count_busy(err)
+                await _rollback(conn)
+            finally:
+                self.pool.release(conn)
+            attempt += 1
+            if attempt > self.spec.max_retries:
+                return None
+            stats.retries += 1
+            await self._backoff(attempt)
+
+    async def _backoff(self, attempt: int) -> None:
+        if self.spec.busy_policy is BusyPolicy.APP:
+            cap = min(self.spec.backoff_cap_s, self.spec.backoff_base_s * 2 ** min(attempt - 1, 30))
+            await asyncio.sleep(self._rng.uniform(0.0, cap))
+        else:
+            await asyncio.sleep(0)  # let other workers run; SQLite's handler already waited
+
+    async def _serve(self, task: Claimed) -> None:
+        kind, seconds = self.spec.service_kind, self.spec.service_s
+        if kind is ServiceKind.SLEEP:
+            await asyncio.sleep(seconds)
+        elif kind is ServiceKind.CPU:
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                pass
+
+    async def _idle(self) -> None:
+        """Nothing claimable: requeue expired leases now and then, then wait a little."""
+        now = time.time()
+        if now >= self.next_requeue_at:
+            self.next_requeue_at = now + self.spec.lease_s / 4
+            await self.transact(self.queue.requeue_expired)
+        try:
+            await asyncio.wait_for(self.done.wait(), self.spec.poll_interval_s)
+        except TimeoutError:
+            pass
+
+    async def worker(self) -> None:
+        spec, stats, timings = self.spec, self.stats, self._timings
+        first, n = spec.first_id, spec.tasks
+        noop = spec.service_kind is ServiceKind.NOOP
+        while not self.done.is_set():
+            token = next(self._tokens)
+            started = time.perf_counter() if timings else 0.0
+            claimed_at = time.time()
+            claimed = await self.transact(self.queue.claim, token)
+            if claimed is None:
+                stats.claims_given_up += 1
+                continue
+            if not claimed:
+                stats.claims_empty += 1
+                await self._idle()
+                continue
+            if timings:
+                stats.claim_latency_s.append(time.perf_counter() - started)
+            received = time.time()
+            for task in claimed:
+                index = task.id - first
+                if 0 <= index < n:
+                    # attempts > our own claims: a consumer outside this drain held it before
+                    stats.claims[index] = max(stats.claims[index] + 1, task.attempts)
+                    held = self._holder[index]
+                    # Claimed again while another worker's lease is still running: the queue
+                    # handed one task to two workers at once. (10 ms of slack for clock reads.)
+                    if held is not None and received < held[1] - 0.01:
+                        stats.double_handed += 1
+                    self._holder[index] = (token, claimed_at + spec.lease_s)
+            ids = []
+            for task in claimed:
+                index = task.id - first
+                if noop:  # nothing to serve: no coroutine, no timing (service latency stays null)
+                    pass
+                elif timings:
+                    served = time.perf_counter()
+                    await self._serve(task)
+                    stats.service_s.append(time.perf_counter() - served)
+                else:
+                    await self._serve(task)
+                if 0 <= index < n:
+                    stats.executions[index] += 1
+                ids.append(task.id)
+            acked = await self.transact(self.queue.ack, token, ids)
+            for task_id in ids:  # this claim is over, acknowledged or not
+                index = task_id - first
+                if 0 <= index < n and (held := self._holder[index]) is not None and held[0] == token:
+                    self._holder[index] = None
+            if acked is None:
+                stats.acks_given_up += len(ids)
+                continue
+            stats.acks_rejected += len(ids) - len(acked)
+            now = time.perf_counter()
+            for task_id in acked:
+                index = task_id - first
+                if not 0 <= index < n:
+                    stats.acks_unknown += 1
+                    continue
+                stats.acks[index] += 1
+                if stats.acks[index] == 1:
+                    self.acked_unique += 1
+                    stats.e2e_s[index] = now - self.t_start
+                    self.t_last_ack = now
+            if self.acked_unique >= n:
+                self.done.set()
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    # A failed COMMIT in a rollback journal leaves the transaction open; a failed
+    # statement may already have rolled it back. Only roll back what is open.
+    if conn.in_transaction:
+        await conn.execute("ROLLBACK")
+
+
+async def _drain(
+    spec: DrainSpec,
+    queue: QueueUnderTest,
+    on_progress: Callable[[int, float], None] | None,
+    monitor: ResourceMonitor | None,
+) -> DrainResult:
+    pool = await ConnectionPool.open(str(spec.db_path), spec.pool_size, spec.settings)
+    usage: ResourceUsage | None = None
+    try:
+        drain = _Drain(spec, queue, pool)
+        reporter = None
+        if monitor is not None:
+            monitor.start()
+        drain.t_start = time.perf_counter()
+        tasks = [asyncio.create_task(drain.worker()) for _ in range(spec.workers)]
+        if on_progress is not None:
+            reporter = asyncio.create_task(_report(drain, on_progress))
+        timed_out = False
+        try:
+            await asyncio.wait_for(asyncio.gather(*tasks), spec.timeout_s)
+        except TimeoutError:
+            timed_out = True
+        finally:
+            for task in tasks:
+                task.cancel()
+            if reporter is not None:
+                reporter.cancel()
+            await asyncio.gather(*tasks, *([reporter] if reporter else []), return_exceptions=True)
+            if monitor is not None:
+                usage = monitor.stop()
+        end = drain.t_last_ack if drain.acked_unique else time.perf_counter()
+        return DrainResult(drain.stats, end - drain.t_start, len(pool), timed_out, usage)
+    finally:
+        if monitor is not None and usage is None:
+            monitor.stop()  # the sampler thread must not outlive a failed drain
+        await pool.close()
+
+
+async def _report(drain: _Drain, on_progress: Callable[[int, float], None]) -> None:
+    while True:
+        await asyncio.sleep(0.5)
+        elapsed = time.perf_counter() - drain.t_start
+        on_progress(drain.acked_unique, drain.acked_unique / elapsed if elapsed > 0 else 0.0)
+
+
+def run_drain(
+    spec: DrainSpec,
+    queue: QueueUnderTest,
+    *,
+    on_progress: Callable[[int, float], None] | None = None,
+    monitor: ResourceMonitor | None = None,
+) -> DrainResult:
+    """Drain the backlog already in ``spec.db_path``; every connection is closed on return.
+
+    Raises:
+        DrainTimeoutError: the backlog was not drained within ``spec.timeout_s``.
+    """
+    result = asyncio.run(_drain(spec, queue, on_progress, monitor))
+    if result.timed_out:
+        hint = ""
+        if result.stats.acks_rejected:
+            hint = (
+                f"; {result.stats.acks_rejected} acks came after their lease expired:"
+                " queue.lease_s may be shorter than a claimed batch takes to serve"
+            )
+        raise DrainTimeoutError(
+            f"the backlog was not drained within iteration_timeout_s={spec.timeout_s:g}: "
+            f"{sum(1 for a in result.stats.acks if a)} of {spec.tasks} tasks acknowledged{hint}"
+        )
+    return result

@@ -1,0 +1,153 @@
+"""What a drain records while it runs, and the gauges sampled beside it.
+
+Counters are exact. Latency figures come from raw per-event values
+(numpy percentiles), never from averages. RSS and WAL size are *sampled*
+gauges (a background thread, every ``sample_interval_ms``): their maxima
+can miss a short peak, and the schema says so.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from qbench.run.queues.sql import BUSY_CODE_COLUMNS, BusyError, TxPhase
+
+BUSY_PHASES = (TxPhase.BEGIN, TxPhase.CLAIM, TxPhase.ACK, TxPhase.COMMIT)
+
+
+@dataclass
+class DrainStats:
+    """Everything the workers of one iteration count and time."""
+
+    # per task of the backlog (index = id - first id), from the workers' side
+    claims: list[int]
+    executions: list[int]
+    acks: list[int]
+    # seconds from the start of the drain to the task's first successful ack
+    e2e_s: list[float]
+    transactions: int = 0
+    retries: int = 0
+    busy_by_phase: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BUSY_PHASES, 0))
+    busy_by_code: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BUSY_CODE_COLUMNS, 0))
+    claims_empty: int = 0
+    claims_given_up: int = 0
+    acks_rejected: int = 0
+    acks_given_up: int = 0
+    acks_unknown: int = 0
+    # claims of a task while another worker's unexpired lease on it was still in flight
+    double_handed: int = 0
+    lock_wait_s: list[float] = field(default_factory=list)
+    pool_wait_s: list[float] = field(default_factory=list)
+    claim_latency_s: list[float] = field(default_factory=list)
+    service_s: list[float] = field(default_factory=list)
+
+    @classmethod
+    def for_tasks(cls, n: int) -> DrainStats:
+        return cls(claims=[0] * n, executions=[0] * n, acks=[0] * n, e2e_s=[float("nan")] * n)
+
+    def count_busy(self, err: BusyError) -> None:
+        phase = err.phase if err.phase in self.busy_by_phase else TxPhase.CLAIM
+        self.busy_by_phase[phase] += 1
+        self.busy_by_code[err.code_name] += 1
+
+    @property
+    def busy_total(self) -> int:
+        return sum(self.busy_by_phase.values())
+
+
+def percentiles_ms(values_s: Sequence[float], qs: Sequence[float]) -> list[float | None]:
+    """Percentiles (in ms) of raw values in seconds; NaNs dropped; None when there are none."""
+    arr = np.asarray(values_s, dtype=float)
+    arr = arr[~np.isnan(arr)]
+    if arr.size == 0:
+        return [None] * len(qs)
+    return [float(v) * 1000.0 for v in np.percentile(arr, qs)]
+
+
+def max_ms(values_s: Sequence[float]) -> float | None:
+    arr = np.asarray(values_s, dtype=float)
+    arr = arr[~np.isnan(arr)]
+    return float(arr.max()) * 1000.0 if arr.size else None
+
+
+@dataclass
+class ResourceUsage:
+    cpu_user_s: float
+    cpu_sys_s: float
+    io_read_bytes: int | None
+    io_write_bytes: int | None
+    rss_peak_bytes: int | None
+    wal_size_max_bytes: int | None
+
+
+class ResourceMonitor:
+    """Exact CPU and IO deltas over a window, plus sampled RSS and WAL size.
+
+    Args:
+        db_path: the database whose ``-wal`` file is watched.
+        interval_s: seconds between samples; None samples only at start and stop.
+    """
+
+    def __init__(self, db_path: Path, interval_s: float | None) -> None:
+        self._proc = psutil.Process()
+        self._wal = Path(f"{db_path}-wal")
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._rss_peak = 0
+        self._wal_peak: int | None = None
+
+    def _io(self) -> tuple[int, int] | None:
+        try:
+            io = self._proc.io_counters()
+        except (psutil.AccessDenied, AttributeError, NotImplementedError, OSError):
+            return None  # some kernels and containers refuse per-process IO counters
+        return int(io.read_bytes), int(io.write_bytes)
+
+    def _sample(self) -> None:
+        try:
+            self._rss_peak = max(self._rss_peak, int(self._proc.memory_info().rss))
+        except psutil.Error:
+            pass
+        try:
+            size = os.stat(self._wal).st_size
+        except OSError:
+            return
+        self._wal_peak = size if self._wal_peak is None else max(self._wal_peak, size)
+
+    def _run(self) -> None:
+        assert self._interval_s is not None
+        while not self._stop.wait(self._interval_s):
+            self._sample()
+
+    def start(self) -> None:
+        self._cpu0 = self._proc.cpu_times()
+        self._io0 = self._io()
+        self._sample()
+        if self._interval_s is not None:
+            self._thread = threading.Thread(target=self._run, name="qbench-sampler", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> ResourceUsage:
+        cpu1 = self._proc.cpu_times()
+        io1 = self._io()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sample()
+        io0 = self._io0
+        return ResourceUsage(
+            cpu_user_s=cpu1.user - self._cpu0.user,
+            cpu_sys_s=cpu1.system - self._cpu0.system,
+            io_read_bytes=None if io0 is None or io1 is None else io1[0] - io0[0],
+            io_write_bytes=None if io0 is None or io1 is None else io1[1] - io0[1],
+            rss_peak_bytes=self._rss_peak or None,
+            wal_size_max_bytes=self._wal_peak,
+        )

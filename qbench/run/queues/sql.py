@@ -1,0 +1,163 @@
+"""Statements as data, and the two drivers that run them.
+
+The queue's transactions are written once, as generators that yield
+:class:`Statement` s and receive each statement's rows. A plain ``sqlite3``
+driver (:func:`run_sync`, used by the ceiling and set-up) and an aiosqlite
+driver (:func:`run_async`, used by the workers) run the same generators, so
+the ceiling runs exactly the statements the workers run, and every yielded
+statement is exactly one round trip.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from qbench.errors import QbenchError
+
+if TYPE_CHECKING:
+    import aiosqlite
+
+T = TypeVar("T")
+
+
+class TxPhase(StrEnum):
+    """Where in a transaction a statement runs; busy errors are counted by it."""
+
+    BEGIN = "begin"
+    CLAIM = "claim"
+    ACK = "ack"
+    COMMIT = "commit"
+    SETUP = "setup"
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    phase: TxPhase
+    sql: str
+    params: Mapping[str, Any] | Sequence[Any] = ()
+    # executemany over params (a sequence of rows); returns no rows
+    many: bool = False
+    # the statement that asks for the write lock: its duration is the lock wait
+    takes_write_lock: bool = False
+
+
+Transaction = Generator[Statement, list[Any], T]
+
+# Extended result codes of the SQLITE_BUSY and SQLITE_LOCKED families.
+BUSY_CODE_NAMES: dict[int, str] = {
+    5: "busy",
+    261: "busy_recovery",
+    517: "busy_snapshot",
+    773: "busy_timeout",
+    6: "locked",
+    262: "locked_sharedcache",
+    518: "locked_vtab",
+}
+BUSY_CODE_COLUMNS = ("busy", "busy_snapshot", "busy_recovery", "busy_timeout", "locked", "other")
+
+
+class BusyError(QbenchError):
+    """An SQLITE_BUSY/SQLITE_LOCKED family error that reached the application."""
+
+    def __init__(self, phase: TxPhase, code: int | None, cause: sqlite3.Error) -> None:
+        self.phase = phase
+        self.code = code
+        self.code_name = BUSY_CODE_NAMES.get(code, "other") if code is not None else "other"
+        if self.code_name not in BUSY_CODE_COLUMNS:
+            self.code_name = "other"
+        super().__init__(f"{phase}: {cause} (code {code})")
+
+
+def busy_code(exc: sqlite3.Error) -> int | None:
+    """The extended result code when ``exc`` is in the BUSY/LOCKED family, else None."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code if code & 0xFF in (5, 6) else None
+    return None
+
+
+@cache
+def queries() -> dict[str, str]:
+    """The named queries of ``queries.sql`` (``-- name: NAME`` headers)."""
+    text = resources.files("qbench.run.queues").joinpath("queries.sql").read_text(encoding="utf-8")
+    out: dict[str, str] = {}
+    for block in re.split(r"^-- name: ", text, flags=re.MULTILINE)[1:]:
+        name, _, body = block.partition("\n")
+        lines = [ln for ln in body.splitlines() if ln.strip() and not ln.lstrip().startswith("--")]
+        out[name.strip()] = "\n".join(lines).strip()
+    return out
+
+
+LockWaitSink = Callable[[float], None]
+
+
+def run_sync(conn: sqlite3.Connection, tx: Transaction[T], on_lock_wait: LockWaitSink | None = None) -> T:
+    """Run a transaction generator on a plain sqlite3 connection.
+
+    Raises:
+        BusyError: a BUSY/LOCKED family error, tagged with the statement's phase.
+    """
+    try:
+        stmt = next(tx)
+        while True:
+            try:
+                if stmt.many:
+                    conn.executemany(stmt.sql, stmt.params)
+                    rows: list[Any] = []
+                elif stmt.takes_write_lock and on_lock_wait is not None:
+                    started = time.perf_counter()
+                    try:
+                        rows = conn.execute(stmt.sql, stmt.params).fetchall()
+                    finally:  # a wait that ends in SQLITE_BUSY was a wait too
+                        on_lock_wait(time.perf_counter() - started)
+                else:
+                    rows = conn.execute(stmt.sql, stmt.params).fetchall()
+            except sqlite3.OperationalError as exc:
+                code = busy_code(exc)
+                if code is None:
+                    raise
+                raise BusyError(stmt.phase, code, exc) from exc
+            stmt = tx.send(rows)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def run_async(
+    conn: aiosqlite.Connection, tx: Transaction[T], on_lock_wait: LockWaitSink | None = None
+) -> T:
+    """Run a transaction generator on an aiosqlite connection: one await per statement.
+
+    Raises:
+        BusyError: a BUSY/LOCKED family error, tagged with the statement's phase.
+    """
+    try:
+        stmt = next(tx)
+        while True:
+            try:
+                if stmt.many:
+                    await conn.executemany(stmt.sql, stmt.params)
+                    rows: list[Any] = []
+                elif stmt.takes_write_lock and on_lock_wait is not None:
+                    started = time.perf_counter()
+                    try:
+                        rows = await conn.execute_fetchall(stmt.sql, stmt.params)  # type: ignore[assignment]
+                    finally:  # a wait that ends in SQLITE_BUSY was a wait too
+                        on_lock_wait(time.perf_counter() - started)
+                else:
+                    rows = await conn.execute_fetchall(stmt.sql, stmt.params)  # type: ignore[assignment]
+            except sqlite3.OperationalError as exc:
+                code = busy_code(exc)
+                if code is None:
+                    raise
+                raise BusyError(stmt.phase, code, exc) from exc
+            stmt = tx.send(rows)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
