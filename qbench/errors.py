@@ -13,8 +13,11 @@ its boundary (a failed job or stage is a result, exit 1, not an error)::
     ├── MeasurementError   an iteration could not be measured as asked
     │   ├── DrainTimeoutError  an iteration did not drain its backlog in time
     │   └── CeilingError       the single-connection ceiling loop lost or left tasks
+    ├── FitInputError      (also a ValueError) numbers a scaling fit cannot take
     ├── BusyError          (qbench.run.queues.sql) an SQLITE_BUSY/LOCKED family error
     │                      that reached the application; counted, then retried or given up
+    ├── UnknownQueryError  (qbench.run.queues.sql; also a KeyError) a named query that
+    │                      neither queries.sql nor schema.sql defines
     └── ResultsError       a results file cannot be written or read as qbench results
         └── AggregateError nothing could be aggregated or compared
 """
@@ -65,6 +68,10 @@ class DrainTimeoutError(MeasurementError):
 
 class CeilingError(MeasurementError):
     """The single-connection ceiling loop did not acknowledge every task."""
+
+
+class FitInputError(QbenchError, ValueError):
+    """A scaling fit was given numbers it cannot take (or asked to predict without coefficients)."""
 
 
 class ResultsError(QbenchError):

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -55,6 +56,20 @@ def run_qbench(
     )
 
 
+class QbenchRunner(Protocol):
+    """The signature of :func:`run_qbench`, as the ``qbench_cli`` fixture hands it out."""
+
+    def __call__(
+        self,
+        args: list[str],
+        cwd: Path,
+        *,
+        module: str = ...,
+        timeout: float = ...,
+        env_extra: dict[str, str] | None = ...,
+    ) -> subprocess.CompletedProcess[str]: ...
+
+
 @pytest.fixture
-def qbench_cli():
+def qbench_cli() -> QbenchRunner:
     return run_qbench

@@ -10,8 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from qbench.analysis.comparisons import comparisons
 from qbench.analysis.pipeline import aggregate
-from qbench.analysis.recommend import comparisons, recommendations
+from qbench.analysis.recommend import recommendations
 from qbench.analysis.scaling import scaling_table
 from qbench.analysis.summary import key_columns, summarize
 from qbench.analysis.thresholds import Thresholds
@@ -171,6 +172,7 @@ def test_bad_files_are_reported_and_left_out(tmp_path: Path) -> None:
     assert "truncated" in report and "missing columns" in report
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing", "empty", "no-metrics", "only-corrupt"])
 def test_bad_input_one_line_nonzero_nothing_written(tmp_path: Path, case: str) -> None:
     target = tmp_path / "dir"
@@ -190,6 +192,7 @@ def test_bad_input_one_line_nonzero_nothing_written(tmp_path: Path, case: str) -
     assert after == before
 
 
+@pytest.mark.slow
 def test_compare_gates_on_a_significant_slowdown(tmp_path: Path) -> None:
     make_sweep(tmp_path / "base", {1: 1000.0, 4: 2000.0})
     make_sweep(tmp_path / "same", {1: 1000.0, 4: 2000.0})
@@ -224,6 +227,7 @@ def test_callback_thresholds_in_conf_match_the_defaults() -> None:
     assert configured == dataclasses.asdict(Thresholds())
 
 
+@pytest.mark.slow
 def test_compare_fails_when_candidate_results_are_missing_or_hosts_mix(tmp_path: Path) -> None:
     make_sweep(tmp_path / "base", {1: 1000.0, 4: 2000.0})
     make_sweep(tmp_path / "cand", {1: 1000.0})  # the 4-worker job failed or never ran

@@ -21,6 +21,9 @@ from qbench.results.columns import (
 
 from .conftest import run_qbench
 
+# every test here runs `python -m qbench` in a subprocess
+pytestmark = pytest.mark.slow
+
 SMALL = ["tasks=120", "iterations=2", "warmup=1", "history_rows=50", "ceiling.tasks=100"]
 
 

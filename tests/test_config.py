@@ -78,12 +78,12 @@ BAD = [
     ({"warmup": -1}, "warmup"),
     ({"payload_bytes": -1}, "payload_bytes"),
     ({"synchronous": "bogus"}, "synchronous"),
-    ({"journal": dataclasses.replace(Config().journal, mode="bogus")}, "journal.mode"),
+    ({"journal": dataclasses.replace(Config().journal, mode="bogus")}, "journal.mode"),  # type: ignore[arg-type]
     ({"busy": dataclasses.replace(Config().busy, timeout_ms=-1)}, "busy.timeout_ms"),
-    ({"busy": dataclasses.replace(Config().busy, policy="sometimes")}, "busy.policy"),
+    ({"busy": dataclasses.replace(Config().busy, policy="sometimes")}, "busy.policy"),  # type: ignore[arg-type]
     ({"busy": dataclasses.replace(Config().busy, backoff_cap_ms=0.5)}, "busy.backoff_cap_ms"),
     ({"claim": dataclasses.replace(Config().claim, batch=0)}, "claim.batch"),
-    ({"claim": dataclasses.replace(Config().claim, tx="exclusive")}, "claim.tx"),
+    ({"claim": dataclasses.replace(Config().claim, tx="exclusive")}, "claim.tx"),  # type: ignore[arg-type]
     ({"pool": dataclasses.replace(Config().pool, size=0)}, "pool.size"),
     ({"pool": dataclasses.replace(Config().pool, ratio=0.0)}, "pool.ratio"),
     ({"service": dataclasses.replace(Config().service, ms=-1.0)}, "service.ms"),

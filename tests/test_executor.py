@@ -14,10 +14,11 @@ import pytest
 from qbench.kinds import TxMode
 from qbench.run.audit import audit_drain
 from qbench.run.database import connect, prepare_database
-from qbench.run.executors import run_drain
-from qbench.run.job import connection_settings, drain_spec, make_queue, run_job
-from qbench.run.queues import SqliteQueue
-from qbench.run.queues.sql import run_sync
+from qbench.run.executors import drain_spec, run_drain
+from qbench.run.job import run_job
+from qbench.run.pragmas import connection_settings
+from qbench.run.queues import Claimed, SqliteQueue, make_queue
+from qbench.run.queues.sql import Transaction, run_sync
 from qbench.settings import Config
 
 from .conftest import small_config
@@ -44,6 +45,7 @@ def assert_clean(df: pd.DataFrame, tasks: int) -> None:
     assert (df["tasks_completed"] == tasks).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["native", "app"])
 def test_busy_storm_50_workers_timeout_zero(tmp_path: Path, policy: str) -> None:
     df = run(
@@ -110,6 +112,7 @@ def test_leases_of_a_crashed_consumer_are_redelivered(tmp_path: Path) -> None:
     assert audit.tasks_acked == 20
 
 
+@pytest.mark.slow
 def test_lease_shorter_than_service_fails_loudly_not_silently(tmp_path: Path) -> None:
     cfg = small_config(
         tmp_path,
@@ -150,6 +153,7 @@ def test_all_connections_closed_after_every_iteration(tmp_path: Path) -> None:
     assert threading.active_count() == before
 
 
+@pytest.mark.slow
 def test_phases_timings_and_ceiling(tmp_path: Path) -> None:
     df = run(
         tmp_path,
@@ -199,12 +203,12 @@ def test_database_removed_unless_kept(tmp_path: Path) -> None:
 class DoubleHandingQueue(SqliteQueue):
     """A broken queue: its second claim hands out the first claim's task again."""
 
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)  # type: ignore[arg-type]
+    def __init__(self, tx_mode: TxMode, batch: int, lease_s: float) -> None:
+        super().__init__(tx_mode, batch, lease_s)
         self.calls = 0
-        self.first: object = None
+        self.first: Claimed | None = None
 
-    def claim(self, token: int, now: float):  # type: ignore[no-untyped-def]
+    def claim(self, token: int, now: float) -> Transaction[list[Claimed]]:
         rows = yield from super().claim(token, now)
         self.calls += 1
         if self.first is None and rows:

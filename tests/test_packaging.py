@@ -12,6 +12,9 @@ import pytest
 
 from .conftest import ROOT
 
+# every test here builds (and one installs) a wheel
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -45,6 +48,7 @@ def test_wheel_carries_the_config_tree_and_queries(wheel: Path) -> None:
         "qbench/conf/journal/wal.yaml",
         "qbench/conf/pool/per_worker.yaml",
         "qbench/run/queues/queries.sql",
+        "qbench/run/queues/schema.sql",
         "qbench/__main__.py",
     ):
         assert needed in names

@@ -14,8 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from qbench.plan.runner import check_overrides, main
-from qbench.plan.spec import PlanError, load_plan
+from qbench.errors import PlanError
+from qbench.plan.cli import main
+from qbench.plan.runner import check_overrides
+from qbench.plan.spec import load_plan
 
 from .conftest import ROOT
 
@@ -37,6 +39,7 @@ def write_plan(tmp_path: Path, text: str, name: str = "p.yaml") -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("plan", [QUICK, RESEARCH], ids=["quick", "research"])
 def test_shipped_plans_dry_run(tmp_path: Path, plan: Path) -> None:
     code, out = run_plan(str(plan), "--dry-run", "--outputs", str(tmp_path / "outputs"))
@@ -140,6 +143,7 @@ def job_files(root: Path) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.slow
 def test_quick_plan_end_to_end_with_adaptive_references_and_cache(tmp_path: Path) -> None:
     outputs = tmp_path / "outputs"
     code, out = run_plan(str(QUICK), "--outputs", str(outputs))
@@ -196,6 +200,7 @@ stages:
     )
 
 
+@pytest.mark.slow
 def test_changed_stage_reruns_with_its_downstream_only_and_force(tmp_path: Path) -> None:
     outputs = tmp_path / "outputs"
     code, _ = run_plan(str(tiny_plan(tmp_path)), "--outputs", str(outputs))
@@ -223,6 +228,7 @@ def test_changed_stage_reruns_with_its_downstream_only_and_force(tmp_path: Path)
     )
 
 
+@pytest.mark.slow
 def test_failed_stage_stops_downstream_not_siblings(tmp_path: Path) -> None:
     path = write_plan(
         tmp_path,
@@ -248,6 +254,7 @@ def test_failed_stage_stops_downstream_not_siblings(tmp_path: Path) -> None:
     assert "bad: failed:" in status and "good: done (" in status and "after: pending" in status
 
 
+@pytest.mark.slow
 def test_killed_plan_resumes_without_repeating_finished_jobs(tmp_path: Path) -> None:
     path = write_plan(
         tmp_path,
@@ -292,6 +299,7 @@ stages:
     assert log.count("already done with this config, kept") == len(finished)
 
 
+@pytest.mark.slow
 def test_unresolvable_reference_fails_its_stage_not_its_siblings(tmp_path: Path) -> None:
     path = write_plan(
         tmp_path,

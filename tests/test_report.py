@@ -170,7 +170,7 @@ def report(out: Path, summary: pd.DataFrame | None = None, **kwargs: object) -> 
         "recommendations": make_recommendations(summary),
         "comparisons": make_comparisons(),
     }
-    tables |= {k: v for k, v in kwargs.items() if k in tables}  # type: ignore[misc]
+    tables |= {k: v for k, v in kwargs.items() if k in tables}
     options = {k: v for k, v in kwargs.items() if k not in tables}
     return write_report(out, summary, **tables, thresholds=THRESHOLDS, **options)  # type: ignore[arg-type]
 
@@ -254,6 +254,7 @@ def test_empty_tables_do_not_crash(tmp_path: Path) -> None:
     assert (tmp_path / "plot_throughput.png").read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.slow
 def test_many_curves_are_labelled_by_what_varies(tmp_path: Path) -> None:
     summary = make_summary(synchronous=("off", "normal", "full"))
     write_report(tmp_path, summary, pd.DataFrame(), pd.DataFrame(), pd.DataFrame())

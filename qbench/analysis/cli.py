@@ -106,9 +106,8 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
         print(f"qbench.compare: the candidate has no results for {label}", file=sys.stderr)
     _print_comparison(table)
     regressions = int(table["regression"].sum())
-    print(
-        f"{len(table)} config(s) compared, {regressions} significantly slower by more than {args.threshold:.0%}"
-    )
+    slower = f"{regressions} significantly slower by more than {args.threshold:.0%}"
+    print(f"{len(table)} config(s) compared, {slower}")
     # A gate must not pass because the candidate's results went missing or failed.
     incomplete = bool(result.missing or result.skipped)
     if incomplete:

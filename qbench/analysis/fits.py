@@ -31,6 +31,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import least_squares
 
+from qbench.errors import FitInputError
+
 FloatArray = NDArray[np.float64]
 
 # Distinct concurrency levels needed: one more than the coefficients, so the
@@ -110,7 +112,7 @@ class ScalingFit:
             ValueError: the fit has no coefficients (see ``status``).
         """
         if self.lam is None or self.sigma is None or self.kappa is None:
-            raise ValueError(f"no {self.model} coefficients to predict with: {self.message}")
+            raise FitInputError(f"no {self.model} coefficients to predict with: {self.message}")
         return usl_throughput(np.asarray(n, dtype=float), self.lam, self.sigma, self.kappa)
 
 
@@ -227,21 +229,21 @@ def _validated(n_in: Sequence[float], x_in: Sequence[float]) -> tuple[FloatArray
         n = np.asarray(n_in, dtype=float)
         x = np.asarray(x_in, dtype=float)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"n and x must be sequences of numbers: {exc}") from exc
+        raise FitInputError(f"n and x must be sequences of numbers: {exc}") from exc
     if n.ndim != 1 or x.ndim != 1:
-        raise ValueError(f"n and x must be one-dimensional, got shapes {n.shape} and {x.shape}")
+        raise FitInputError(f"n and x must be one-dimensional, got shapes {n.shape} and {x.shape}")
     if n.size != x.size:
-        raise ValueError(f"n and x must have the same length, got {n.size} and {x.size}")
+        raise FitInputError(f"n and x must have the same length, got {n.size} and {x.size}")
     for name, arr in (("n", n), ("x", x)):
         bad = np.flatnonzero(~np.isfinite(arr))
         if bad.size:
-            raise ValueError(f"{name}[{bad[0]}] = {arr[bad[0]]} is not finite")
+            raise FitInputError(f"{name}[{bad[0]}] = {arr[bad[0]]} is not finite")
     bad = np.flatnonzero(n <= 0)
     if bad.size:
-        raise ValueError(f"n[{bad[0]}] = {n[bad[0]]:g}: concurrency must be > 0")
+        raise FitInputError(f"n[{bad[0]}] = {n[bad[0]]:g}: concurrency must be > 0")
     bad = np.flatnonzero(x < 0)
     if bad.size:
-        raise ValueError(f"x[{bad[0]}] = {x[bad[0]]:g}: throughput must be >= 0")
+        raise FitInputError(f"x[{bad[0]}] = {x[bad[0]]:g}: throughput must be >= 0")
     return n, x
 
 

@@ -1,7 +1,8 @@
 """The analysis pipeline: load a sweep, summarise, fit, recommend, compare, report.
 
 Each step is a plain function over frames (:mod:`~qbench.analysis.summary`,
-:mod:`~qbench.analysis.scaling`, :mod:`~qbench.analysis.recommend`); this
+:mod:`~qbench.analysis.scaling`, :mod:`~qbench.analysis.recommend`,
+:mod:`~qbench.analysis.comparisons`); this
 module runs them in order and writes their tables and the report. Every
 output goes to a scratch directory first and is moved into place only when
 all of it succeeded: nothing is ever partially written.
@@ -20,8 +21,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from qbench.analysis.recommend import comparisons, recommendations
-from qbench.analysis.scaling import scaling_table
+from qbench.analysis.comparisons import comparisons
+from qbench.analysis.recommend import recommendations
+from qbench.analysis.scaling import fitted_points, scaling_table
 from qbench.analysis.summary import key_columns, measured, summarize
 from qbench.analysis.thresholds import Thresholds
 from qbench.errors import AggregateError
@@ -89,6 +91,8 @@ def aggregate(
     scaling = scaling_table(frame, summary, keys)
     recs = recommendations(frame, summary, scaling, keys, thresholds)
     comps = comparisons(frame, summary, keys, thresholds)
+    # The report draws the fitted curves from these points: it never evaluates a fit itself.
+    fitted = fitted_points(summary, scaling, keys)
 
     # Everything goes to a scratch directory first: a failure leaves no partial output.
     with tempfile.TemporaryDirectory(prefix=".qbench-aggregate-", dir=target) as scratch_name:
@@ -108,6 +112,7 @@ def aggregate(
             skipped=loaded.skipped,
             sources=[str(p) for p in paths],
             thresholds=thresholds.as_dict(),
+            fitted_points=fitted,
         )
         written = []
         for produced in sorted(scratch.iterdir()):

@@ -1,12 +1,26 @@
-"""Scaling curves: throughput against workers, every other config value fixed; USL and Amdahl fits."""
+"""Scaling curves: throughput against workers, every other config value fixed; USL and Amdahl fits.
+
+:func:`scaling_table` fits both models to each curve; :func:`fitted_points`
+evaluates the fits along each curve, so the report draws them as data.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from qbench.analysis.stats import ScalingFit, fit_amdahl, fit_usl
+from qbench.analysis.fits import FitStatus, ScalingFit, fit_amdahl, fit_usl, usl_throughput
+from qbench.analysis.summary import same_config
+
+MODELS = ("usl", "amdahl")
+# Fits whose coefficients are drawn: a poor fit is drawn too, so the eye sees how poorly it fits.
+DRAWN_STATUSES = (FitStatus.OK, FitStatus.POOR)
+# Points along each drawn curve: smooth at the report's plot resolution.
+FITTED_POINTS = 200
+FITTED_COLUMNS = ["curve_id", "model", "workers", "throughput_tps"]
 
 
 def curve_columns(summary: pd.DataFrame, keys: list[str]) -> list[str]:
@@ -71,3 +85,47 @@ def scaling_table(frame: pd.DataFrame, summary: pd.DataFrame, keys: list[str]) -
         row.update(_fit_columns("amdahl", fit_amdahl(n.tolist(), x.tolist())))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _number(value: Any) -> float | None:
+    """A coefficient from the scaling table; None when missing (None, NaN) or not a number."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(x) else x
+
+
+def fitted_points(summary: pd.DataFrame, scaling: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Points along each fitted curve, for the plots: curve_id, model, workers, throughput_tps.
+
+    :data:`FITTED_POINTS` per curve and model, evenly spaced from the fewest to
+    the most workers the summary holds on the curve; only for fits with
+    coefficients worth drawing (:data:`DRAWN_STATUSES`).
+    """
+    if summary.empty or scaling.empty:
+        return pd.DataFrame(columns=FITTED_COLUMNS)
+    columns = curve_columns(summary, keys)
+    frames = []
+    for _, fit in scaling.iterrows():
+        workers = same_config(summary, fit, columns)["workers"].to_numpy(dtype=float)
+        if workers.size == 0:
+            continue
+        grid = np.linspace(workers.min(), workers.max(), FITTED_POINTS)
+        for model in MODELS:
+            lam, sigma = _number(fit.get(f"{model}_lambda")), _number(fit.get(f"{model}_sigma"))
+            if fit.get(f"{model}_status") not in DRAWN_STATUSES or lam is None or sigma is None:
+                continue
+            kappa = _number(fit.get(f"{model}_kappa")) or 0.0  # Amdahl: no coherency term
+            throughput = usl_throughput(grid, lam, sigma, kappa)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "curve_id": fit["curve_id"],
+                        "model": model,
+                        "workers": grid,
+                        "throughput_tps": throughput,
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=FITTED_COLUMNS)

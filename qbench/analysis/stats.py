@@ -1,7 +1,7 @@
-"""Statistics over measured iterations: bootstrap CIs, rank tests, scaling fits.
+"""Statistics over measured iterations: coefficients of variation, bootstrap CIs, rank tests.
 
 Analysis never touches SQLite; it works on numbers. The scaling-law fits live
-in :mod:`qbench.fits` and are re-exported here.
+in :mod:`qbench.analysis.fits`.
 """
 
 from __future__ import annotations
@@ -13,20 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
-
-from qbench.analysis.fits import FitStatus, ScalingFit, fit_amdahl, fit_usl, usl_throughput
-
-__all__ = [
-    "Comparison",
-    "FitStatus",
-    "ScalingFit",
-    "bootstrap_median_ci",
-    "compare_samples",
-    "cv",
-    "fit_amdahl",
-    "fit_usl",
-    "usl_throughput",
-]
 
 NAN = float("nan")
 

@@ -61,6 +61,15 @@ def measured(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["phase"] == "measure"]
 
 
+def same_config(table: pd.DataFrame, row: pd.Series, keys: Sequence[str]) -> pd.DataFrame:
+    """Rows of ``table`` equal to ``row`` on every key ``table`` has (missing values equal too)."""
+    for key in keys:
+        if key in table.columns:
+            column = table[key]
+            table = table[(column == row[key]) | (column.isna() & pd.isna(row[key]))]
+    return table
+
+
 def iterations_by_config(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """Measured throughputs of each config, keyed by the summary's ``config_id``."""
     keys = key_columns(frame)

@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from qbench.analysis.pipeline import aggregate
 from qbench.analysis.thresholds import Thresholds
 from qbench.errors import ConfigError, QbenchError
 from qbench.results.status import read_status
@@ -89,6 +88,8 @@ class AggregateCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.config.enabled:
             return
+        from qbench.analysis.pipeline import aggregate  # pandas, scipy, matplotlib: only when a sweep ends
+
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             result = aggregate([sweep_dir], sweep_dir, self.config.thresholds)

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -26,11 +26,11 @@ from qbench.app.preflight import preflight, to_config
 from qbench.app.schema import register_configs
 from qbench.errors import ConfigError, QbenchError
 from qbench.kinds import JobState, Phase
-from qbench.results.columns import META_CONFIG, METRICS_FILE
-from qbench.results.readers import read_metadata
 from qbench.results.status import JobStatus, read_status, write_status
-from qbench.run.job import JobOutcome, run_job
 from qbench.settings import Config, validate
+
+if TYPE_CHECKING:
+    from qbench.run.job import JobOutcome
 
 log = logging.getLogger("qbench")
 
@@ -74,6 +74,9 @@ def _resume(job_dir: Path, resolved_yaml: str) -> float | None:
     Anything else there (a failed or interrupted job, another config) is moved aside,
     never overwritten, so the job can run again.
     """
+    from qbench.results.columns import META_CONFIG, METRICS_FILE
+    from qbench.results.readers import read_metadata
+
     metrics = job_dir / METRICS_FILE
     status = read_status(job_dir)
     if metrics.exists():
@@ -125,6 +128,8 @@ def _validated(dcfg: DictConfig, job_dir: Path, job_num: int) -> Config | None:
 
 def _task(dcfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
+
+    from qbench.run.job import run_job  # the measurement code: loaded when a job runs, not to refuse one
 
     hc = HydraConfig.get()
     job_dir = Path(hc.runtime.output_dir)

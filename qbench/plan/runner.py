@@ -12,7 +12,6 @@ everything downstream. A failed stage stops its downstream, not its siblings.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -20,7 +19,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +26,8 @@ from typing import Any
 import psutil
 
 from qbench import __version__
-from qbench.errors import AggregateError, PlanError, Unresolved, UsageError
-from qbench.plan.spec import Plan, Reference, Stage, find_references, load_plan
+from qbench.errors import PlanError, QbenchError, Unresolved, UsageError
+from qbench.plan.spec import Plan, Reference, Stage, find_references
 from qbench.results.columns import SCHEMA_VERSION
 from qbench.results.status import JobStatus
 from qbench.results.writer import write_bytes
@@ -97,13 +95,17 @@ class Runner:
     # ------------------------------------------------------------ resolution
     def _recommendation(self, ref: Reference) -> Any:
         import pandas as pd
+        import pyarrow as pa
 
         if not self.done(ref.stage):
             raise Unresolved(ref.text)
         path = self.run_dir(ref.stage) / "recommendations.parquet"
         if not path.exists():
             raise PlanError(f"{ref.text}: stage '{ref.stage}' left no recommendations ({path})")
-        table = pd.read_parquet(path)
+        try:
+            table = pd.read_parquet(path)
+        except (OSError, pa.ArrowException) as exc:
+            raise PlanError(f"{ref.text}: {path} is not readable ({exc})") from None
         if ref.where is not None:
             column, wanted = ref.where
             if column not in table.columns:
@@ -214,76 +216,88 @@ class Runner:
                 result.table.to_csv(run_dir / "compare.csv", index=False)
             else:
                 aggregate(inputs, run_dir)
-        except AggregateError as exc:
+        except QbenchError as exc:  # nothing to aggregate or compare: the stage failed
             return str(exc)
         return None
 
     def run(self, *, force: set[str], dry_run: bool, out: Any = None) -> int:
+        """Run (or, with ``dry_run``, describe) every stage in order; 1 when any failed, else 0."""
         out = out or sys.stdout
         forced = self.plan.downstream(force) if force else set()
         failed: dict[str, str] = {}
         total = len(self.plan.order)
         for number, name in enumerate(self.plan.order, 1):
-            stage = self.plan.stages[name]
-            blocked = [need for need in stage.needs if need in failed]
             label = f"[plan {self.plan.name}] stage {number}/{total} {name}"
-            if blocked:
-                failed[name] = f"blocked: upstream stage '{blocked[0]}' did not complete"
-                print(f"{label}: skipped, {failed[name]}", file=out)
-                continue
-            try:
-                resolved = self.resolve(stage)
-            except PlanError as exc:
-                failed[name] = str(exc)
-                if not dry_run:
-                    self._write_record(name, key="unresolved", status="failed", reason=str(exc))
-                print(f"{label}: FAILED: {exc}", file=out)
-                continue
-            self.resolved[name] = resolved
-            if resolved.pending:
-                self.keys[name] = "pending"
-                if dry_run:
-                    print(self._describe(label, stage, resolved), file=out)
-                else:
-                    failed[name] = f"unresolved: {', '.join(resolved.pending.values())}"
-                    print(f"{label}: FAILED: {failed[name]}", file=out)
-                continue
-            self.keys[name] = self.key(stage, resolved)
-            if dry_run:
-                print(self._describe(label, stage, resolved), file=out)
-                continue
-            if self.done(name) and name not in forced:
-                print(f"{label}: done, cached ({self.keys[name][:12]})", file=out)
-                continue
-            run_dir = self.run_dir(name)
-            if name in forced and run_dir.exists():
-                run_dir.rename(run_dir.with_name(f"{run_dir.name}.forced-{time.strftime('%Y%m%dT%H%M%S')}"))
-            started = time.monotonic()
-            what = f"{resolved.jobs()} job(s)" if stage.is_sweep else f"analysis '{stage.analysis}'"
-            print(f"{label}: running {what} -> {run_dir}", file=out, flush=True)
-            reason = (
-                self._run_sweep(stage, run_dir, label)
-                if stage.is_sweep
-                else self._run_analysis(stage, run_dir)
-            )
-            elapsed = time.monotonic() - started
-            if reason is None:
-                self._write_record(
-                    name, key=self.keys[name], status="done", run_dir=str(run_dir), elapsed_s=elapsed
-                )
-                print(f"{label}: done in {elapsed:,.1f} s", file=out, flush=True)
-            else:
+            stage = self.plan.stages[name]
+            reason = self._stage(stage, label, failed, forced=name in forced, dry_run=dry_run, out=out)
+            if reason is not None:
                 failed[name] = reason
-                self._write_record(
-                    name, key=self.keys[name], status="failed", reason=reason, run_dir=str(run_dir)
-                )
-                print(f"{label}: FAILED: {reason}", file=out, flush=True)
         if failed and not dry_run:
             print(
                 f"plan {self.plan.name} did not complete: {len(failed)} stage(s) failed or blocked", file=out
             )
             return 1
         return 0
+
+    def _stage(
+        self, stage: Stage, label: str, failed: dict[str, str], *, forced: bool, dry_run: bool, out: Any
+    ) -> str | None:
+        """Skip, resolve, describe, reuse or run one stage; return why it failed, or None."""
+        name = stage.name
+        blocked = [need for need in stage.needs if need in failed]
+        if blocked:
+            reason = f"blocked: upstream stage '{blocked[0]}' did not complete"
+            print(f"{label}: skipped, {reason}", file=out)
+            return reason
+        try:
+            resolved = self.resolve(stage)
+        except PlanError as exc:
+            if not dry_run:
+                self._write_record(name, key="unresolved", status="failed", reason=str(exc))
+            print(f"{label}: FAILED: {exc}", file=out)
+            return str(exc)
+        self.resolved[name] = resolved
+        if resolved.pending:
+            self.keys[name] = "pending"
+            if dry_run:
+                print(self._describe(label, stage, resolved), file=out)
+                return None
+            reason = f"unresolved: {', '.join(resolved.pending.values())}"
+            print(f"{label}: FAILED: {reason}", file=out)
+            return reason
+        self.keys[name] = self.key(stage, resolved)
+        if dry_run:
+            print(self._describe(label, stage, resolved), file=out)
+            return None
+        if self.done(name) and not forced:
+            print(f"{label}: done, cached ({self.keys[name][:12]})", file=out)
+            return None
+        return self._execute(stage, label, forced=forced, out=out)
+
+    def _execute(self, stage: Stage, label: str, *, forced: bool, out: Any) -> str | None:
+        """Run one resolved stage into its directory and record how it ended; return why it failed."""
+        name = stage.name
+        run_dir = self.run_dir(name)
+        if forced and run_dir.exists():
+            run_dir.rename(run_dir.with_name(f"{run_dir.name}.forced-{time.strftime('%Y%m%dT%H%M%S')}"))
+        started = time.monotonic()
+        what = f"{self.resolved[name].jobs()} job(s)" if stage.is_sweep else f"analysis '{stage.analysis}'"
+        print(f"{label}: running {what} -> {run_dir}", file=out, flush=True)
+        reason = (
+            self._run_sweep(stage, run_dir, label) if stage.is_sweep else self._run_analysis(stage, run_dir)
+        )
+        elapsed = time.monotonic() - started
+        if reason is None:
+            self._write_record(
+                name, key=self.keys[name], status="done", run_dir=str(run_dir), elapsed_s=elapsed
+            )
+            print(f"{label}: done in {elapsed:,.1f} s", file=out, flush=True)
+        else:
+            self._write_record(
+                name, key=self.keys[name], status="failed", reason=reason, run_dir=str(run_dir)
+            )
+            print(f"{label}: FAILED: {reason}", file=out, flush=True)
+        return reason
 
     def _describe(self, label: str, stage: Stage, resolved: Resolved) -> str:
         needs = f" (needs {', '.join(stage.needs)})" if stage.needs else ""
@@ -358,37 +372,3 @@ def check_overrides(plan: Plan) -> None:
             preflight(["-m", *fixed, *grid])
         except UsageError as exc:
             raise PlanError(f"plan {plan.path.name}: stage '{stage.name}': {exc}") from None
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m qbench.plan", description="Run a qbench plan (a DAG of stages)."
-    )
-    parser.add_argument("plan", type=Path, help="a plan file, e.g. experiments/research.yaml")
-    parser.add_argument("--dry-run", action="store_true", help="print the DAG and job counts; run nothing")
-    parser.add_argument("--status", action="store_true", help="show each stage's state; run nothing")
-    parser.add_argument(
-        "--force", action="append", default=[], metavar="STAGE", help="re-run STAGE and its downstream"
-    )
-    parser.add_argument(
-        "--outputs", type=Path, default=Path("outputs"), help="outputs root (default: outputs)"
-    )
-    args = parser.parse_args(argv)
-    try:
-        plan = load_plan(args.plan)
-        for name in args.force:
-            if name not in plan.stages:
-                raise PlanError(f"--force {name}: no such stage (stages: {', '.join(plan.order)})")
-        check_overrides(plan)
-    except PlanError as exc:
-        print(f"qbench.plan: error: {exc}", file=sys.stderr)
-        return 2
-    runner = Runner(plan, args.outputs)
-    if args.status:
-        runner.status()
-        return 0
-    try:
-        return runner.run(force=set(args.force), dry_run=args.dry_run)
-    except PlanError as exc:
-        print(f"qbench.plan: error: {exc}", file=sys.stderr)
-        return 1

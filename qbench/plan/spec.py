@@ -3,7 +3,7 @@
 A plan (``experiments/*.yaml``) is a DAG of stages::
 
     name: quick                      # optional; default: the file's stem
-    description: one line            # optional
+    description: one line            # optional, for readers: qbench does not use it
     stages:
       scaling:
         sweep:
@@ -107,7 +107,6 @@ class Stage:
 class Plan:
     name: str
     path: Path
-    description: str
     stages: dict[str, Stage]
     # topological order
     order: tuple[str, ...]
@@ -199,6 +198,51 @@ def _stage(path: Path, name: str, raw: object) -> Stage:
     return Stage(name, tuple(needs), tuple(str(o) for o in overrides), dict(grid))
 
 
+def _read(path: Path) -> object:
+    """The parsed YAML of a plan file."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PlanError(f"plan {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PlanError(f"plan {path.name}: not readable YAML ({first})") from None
+
+
+def _order(path: Path, stages: Mapping[str, Stage]) -> tuple[str, ...]:
+    """The stages in dependency order, once every need names a stage and there is no cycle."""
+    for stage in stages.values():
+        for need in stage.needs:
+            if need not in stages:
+                raise _fail(path, f"stage '{stage.name}'", f"needs unknown stage '{need}'")
+    try:
+        return tuple(TopologicalSorter({s.name: s.needs for s in stages.values()}).static_order())
+    except CycleError as exc:
+        cycle = " -> ".join(exc.args[1]) if len(exc.args) > 1 else "?"
+        raise _fail(path, "stages", f"cycle: {cycle}") from None
+
+
+def _check_reference(plan: Plan, stage: Stage, upstream: set[str], ref: Reference) -> None:
+    """A reference names a field of an upstream stage's recommendations that fits its use."""
+    where = f"stage '{stage.name}'"
+    if ref.stage not in upstream:
+        raise _fail(plan.path, where, f"{ref.text} refers to '{ref.stage}', which is not upstream")
+    if plan.stages[ref.stage].analysis == "compare":
+        raise _fail(plan.path, where, f"{ref.text}: stage '{ref.stage}' has no recommendations")
+    if ref.field not in RECOMMENDATION_FIELDS:
+        raise _fail(
+            plan.path,
+            where,
+            f"{ref.text}: unknown field '{ref.field}' (allowed: {', '.join(sorted(RECOMMENDATION_FIELDS))})",
+        )
+    if ref.expand and ref.field not in NUMERIC_FIELDS:
+        raise _fail(
+            plan.path,
+            where,
+            f"{ref.text}: {ref.expand} needs a numeric field ({', '.join(sorted(NUMERIC_FIELDS))})",
+        )
+
+
 def load_plan(path: Path) -> Plan:
     """Read and check a plan file; nothing runs.
 
@@ -206,13 +250,7 @@ def load_plan(path: Path) -> Plan:
         PlanError: the first problem, in one line naming the stage.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PlanError(f"plan {path}: no such file") from None
-    except (OSError, yaml.YAMLError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PlanError(f"plan {path.name}: not readable YAML ({first})") from None
+    raw = _read(path)
     if not isinstance(raw, dict):
         raise _fail(path, "top level", "expected a mapping with `stages:`")
     unknown = set(raw) - PLAN_KEYS
@@ -224,43 +262,13 @@ def load_plan(path: Path) -> Plan:
     if not isinstance(stages_raw, dict) or not stages_raw:
         raise _fail(path, "top level", "`stages` must map stage names to stages")
     stages = {str(name): _stage(path, str(name), body) for name, body in stages_raw.items()}
-    for stage in stages.values():
-        for need in stage.needs:
-            if need not in stages:
-                raise _fail(path, f"stage '{stage.name}'", f"needs unknown stage '{need}'")
-    try:
-        order = tuple(TopologicalSorter({s.name: s.needs for s in stages.values()}).static_order())
-    except CycleError as exc:
-        cycle = " -> ".join(exc.args[1]) if len(exc.args) > 1 else "?"
-        raise _fail(path, "stages", f"cycle: {cycle}") from None
+    order = _order(path, stages)
     name = str(raw.get("name") or path.stem)
     if not _NAME.match(name):
         raise _fail(path, "top level", f"name '{name}' is not allowed (letters, digits, '_' and '-')")
-    plan = Plan(name, path, str(raw.get("description") or ""), stages, order)
+    plan = Plan(name, path, stages, order)
     for stage in stages.values():
         upstream = plan.upstream(stage.name)
         for ref in stage.references():
-            if ref.stage not in upstream:
-                raise _fail(
-                    path,
-                    f"stage '{stage.name}'",
-                    f"{ref.text} refers to '{ref.stage}', which is not upstream",
-                )
-            if stages[ref.stage].analysis == "compare":
-                raise _fail(
-                    path, f"stage '{stage.name}'", f"{ref.text}: stage '{ref.stage}' has no recommendations"
-                )
-            if ref.field not in RECOMMENDATION_FIELDS:
-                raise _fail(
-                    path,
-                    f"stage '{stage.name}'",
-                    f"{ref.text}: unknown field '{ref.field}' "
-                    f"(allowed: {', '.join(sorted(RECOMMENDATION_FIELDS))})",
-                )
-            if ref.expand and ref.field not in NUMERIC_FIELDS:
-                raise _fail(
-                    path,
-                    f"stage '{stage.name}'",
-                    f"{ref.text}: {ref.expand} needs a numeric field ({', '.join(sorted(NUMERIC_FIELDS))})",
-                )
+            _check_reference(plan, stage, upstream, ref)
     return plan

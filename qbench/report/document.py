@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qbench.report.plots import _DASH, _FITTED, Row, _Curve, _fmt, _num, _plots
+from qbench.report.plots import _DASH, Row, _Curve, _fitted_lines, _fmt, _num, _plots
 from qbench.results.writer import write_bytes
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
+_FITTED = ("ok", "poor_fit")
 # Summary columns that are statistics, not config: a curve is every row
 # sharing the remaining (config) columns except workers, per host.
 _STAT_NAMES = frozenset({"config_id", "host", "workers", "iterations", "jobs", "noisy"})
@@ -49,16 +50,18 @@ def write_report(
     skipped: Sequence[tuple[str, str]] = (),
     sources: Sequence[str] = (),
     thresholds: Mapping[str, float] | None = None,
+    fitted_points: pd.DataFrame | None = None,
 ) -> list[Path]:
     """Write report.md, report.html and the PNG plots into out_dir; return the paths written.
 
     report.html is self-contained: PNGs embedded as base64 data URIs, inline
     CSS, no external links. A plot with nothing to draw is skipped and the
-    report says why.
+    report says why. ``fitted_points`` (curve_id, model, workers, throughput_tps)
+    are drawn as each curve's fitted lines; a curve without them joins its medians.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     th = dict(thresholds or {})
-    curves, single = _curves(summary, scaling)
+    curves, single = _curves(summary, scaling, fitted_points)
     plots, plot_notes = _plots(curves, single, summary, th)
     recs, fits, comps = _records(recommendations), _fit_rows(scaling), _records(comparisons)
     doc = _Doc()
@@ -365,7 +368,9 @@ def _method(doc: _Doc, th: Mapping[str, float]) -> None:
 # --- curves ---------------------------------------------------------------------
 
 
-def _curves(summary: pd.DataFrame, scaling: pd.DataFrame) -> tuple[list[_Curve], int]:
+def _curves(
+    summary: pd.DataFrame, scaling: pd.DataFrame, fitted_points: pd.DataFrame | None = None
+) -> tuple[list[_Curve], int]:
     """Group summary rows into curves over workers; also count groups with one worker level."""
     cols = [
         "host",
@@ -383,5 +388,6 @@ def _curves(summary: pd.DataFrame, scaling: pd.DataFrame) -> tuple[list[_Curve],
         label = ", ".join(f"{c}={_norm(first[c])}" for c in varying)
         if not label:
             label = str(fit["label"]) if fit and _norm(fit.get("label")) else str(first["host"])
-        curves.append(_Curve(str(first["host"]), label, g, fit))
+        fitted = _fitted_lines(fitted_points, (fit or {}).get("curve_id"))
+        curves.append(_Curve(label, g, fitted))
     return curves, len(groups) - len(drawn)

@@ -1,4 +1,4 @@
-"""The report's PNG plots, drawn from the summary curves.
+"""The report's PNG plots, drawn from the summary curves and the fitted points the analysis computed.
 
 Plots draw on a bare ``Figure`` with the Agg canvas: no pyplot, no global
 backend state. This module also holds the few primitives report.py shares
@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,12 +21,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullLocator
-
-from qbench.analysis.fits import usl_throughput
+from numpy.typing import NDArray
 
 Row = Mapping[str, Any]
+FloatArray = NDArray[np.float64]
 
-_FITTED = ("ok", "poor_fit")
 _DPI = 110
 _FIGSIZE = (8.0, 5.0)
 _LOG_X_SPAN = 20.0  # log-scale the worker axis only when it spans this factor
@@ -45,10 +44,10 @@ _FORMATS: dict[str, Callable[[float], str]] = {
 
 @dataclass(frozen=True)
 class _Curve:
-    host: str
     label: str
     rows: pd.DataFrame  # summary rows of this curve, sorted by workers
-    fit: Row | None  # the matching scaling row, if any
+    # model ("usl", "amdahl") -> (workers, throughput) along its fitted curve, where one is drawn
+    fitted: Mapping[str, tuple[FloatArray, FloatArray]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -69,6 +68,17 @@ def _num(value: Any) -> float | None:
 def _fmt(value: Any, kind: str = "sig") -> str:
     x = _num(value)
     return _DASH if x is None else "\N{INFINITY}" if math.isinf(x) else _FORMATS[kind](x)
+
+
+def _fitted_lines(points: pd.DataFrame | None, curve_id: Any) -> dict[str, tuple[FloatArray, FloatArray]]:
+    """One curve's fitted points (columns curve_id, model, workers, throughput_tps), by model."""
+    if points is None or points.empty or curve_id is None:
+        return {}
+    own = points[points["curve_id"] == curve_id]
+    return {
+        str(model): (group["workers"].to_numpy(float), group["throughput_tps"].to_numpy(float))
+        for model, group in own.groupby("model", sort=False)
+    }
 
 
 # --- plots ----------------------------------------------------------------------
@@ -155,15 +165,11 @@ def _throughput_plot(curves: list[_Curve], busy_threshold: float | None) -> Figu
         low = np.nan_to_num(y - _column(c, "throughput_tps_ci_low"), nan=0.0).clip(0)
         high = np.nan_to_num(_column(c, "throughput_tps_ci_high") - y, nan=0.0).clip(0)
         ax.errorbar(x, y, yerr=[low, high], fmt="o", color=colour, capsize=3, label=c.label)
-        grid, fit, fitted = np.linspace(x.min(), x.max(), 200), c.fit or {}, False
-        for model, style in styles.items():
-            lam, sigma = _num(fit.get(f"{model}_lambda")), _num(fit.get(f"{model}_sigma"))
-            if fit.get(f"{model}_status") in _FITTED and lam is not None and sigma is not None:
-                kappa = _num(fit.get(f"{model}_kappa")) or 0.0
-                ax.plot(grid, usl_throughput(grid, lam, sigma, kappa), style, color=colour, lw=1.3)
-                drawn.add(model)
-                fitted = True
-        if not fitted:
+        lines = [model for model in styles if model in c.fitted]
+        for model in lines:
+            ax.plot(*c.fitted[model], styles[model], color=colour, lw=1.3)
+        drawn.update(lines)
+        if not lines:
             ax.plot(x, y, "-", color=colour, lw=0.8, alpha=0.6)
     names = {"usl": "USL fit", "amdahl": "Amdahl fit"}
     proxies = [

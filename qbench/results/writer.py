@@ -13,11 +13,12 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from qbench.errors import ResultsError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # mkstemp creates files readable by their owner only; results follow the user's umask instead.
 _UMASK = os.umask(0)
@@ -67,4 +68,6 @@ def write_new_file(path: Path, table: pa.Table) -> Path:
     Raises:
         ResultsError: ``path`` already exists.
     """
+    import pyarrow.parquet as pq  # statuses and reports are written without loading Arrow
+
     return write_atomic(path, lambda tmp: pq.write_table(table, tmp), replace=False)

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from qbench.errors import CeilingError
 from qbench.run.database import connect, prepare_database, remove_database
 from qbench.run.pragmas import ConnectionSettings
 from qbench.run.queues.protocol import QueueUnderTest
@@ -41,7 +42,11 @@ def measure_ceiling(
     payload: bytes,
     enqueue_batch: int,
 ) -> Ceiling:
-    """Prepare a backlog of ``tasks`` and drain it in a tight loop on one connection."""
+    """Prepare a backlog of ``tasks`` and drain it in a tight loop on one connection.
+
+    Raises:
+        CeilingError: the loop did not acknowledge every task.
+    """
     backlog = prepare_database(
         db_path,
         queue,
@@ -76,7 +81,7 @@ def measure_ceiling(
         conn.close()
         remove_database(db_path)
     if done != tasks:
-        raise RuntimeError(f"ceiling loop acknowledged {done} of {tasks} tasks")
+        raise CeilingError(f"ceiling loop acknowledged {done} of {tasks} tasks")
     return Ceiling(
         tasks=tasks,
         tps=done / elapsed,

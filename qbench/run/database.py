@@ -13,7 +13,7 @@ from pathlib import Path
 
 from qbench.run.pragmas import ConnectionSettings, configure
 from qbench.run.queues.protocol import QueueUnderTest
-from qbench.run.queues.sql import run_sync
+from qbench.run.queues.sql import query, run_sync
 
 # History rows are written in large transactions: they are set-up, not measured.
 _HISTORY_BATCH = 50_000
@@ -92,7 +92,7 @@ def check_database(db_path: Path, queue: QueueUnderTest, settings: ConnectionSet
     """PRAGMA integrity_check and the queue's own row counts, after the drain."""
     conn = connect(db_path, settings)
     try:
-        rows = conn.execute("PRAGMA integrity_check").fetchall()
+        rows = conn.execute(query("integrity_check")).fetchall()
         states = run_sync(conn, queue.count_by_state())
     finally:
         conn.close()

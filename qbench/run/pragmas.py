@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from qbench.errors import PragmaError
 from qbench.kinds import JournalMode, Synchronous
 from qbench.run.queues.sql import Statement, Transaction, TxPhase
+from qbench.settings import Config, effective_busy_timeout_ms
 
 # PRAGMA synchronous reads back as an integer.
 _SYNCHRONOUS_LEVEL = {
@@ -42,6 +43,16 @@ class ConnectionSettings:
                 raise PragmaError(f"{name}={value!r} cannot be formatted into a PRAGMA")
         JournalMode(self.journal_mode)
         Synchronous(self.synchronous)
+
+
+def connection_settings(cfg: Config) -> ConnectionSettings:
+    """The settings every connection of a job gets (busy timeout 0 under the app busy policy)."""
+    return ConnectionSettings(
+        journal_mode=cfg.journal.mode,
+        synchronous=cfg.synchronous,
+        busy_timeout_ms=effective_busy_timeout_ms(cfg),
+        wal_autocheckpoint_pages=cfg.journal.wal_autocheckpoint_pages,
+    )
 
 
 def _pragmas(settings: ConnectionSettings) -> list[tuple[str, str, object]]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from qbench.kinds import MetricsLevel, TxMode
 from qbench.run.job import run_job
 from qbench.settings import Config, validate
 
@@ -34,8 +35,8 @@ def config(db_dir: Path, tasks: int, batch: int, level: str, ceiling: bool) -> C
             tasks=tasks,
             iterations=3,
             warmup=1,
-            claim=dataclasses.replace(c.claim, tx="autocommit", batch=batch),
-            metrics=dataclasses.replace(c.metrics, level=level),
+            claim=dataclasses.replace(c.claim, tx=TxMode.AUTOCOMMIT, batch=batch),
+            metrics=dataclasses.replace(c.metrics, level=MetricsLevel(level)),
             ceiling=dataclasses.replace(c.ceiling, enabled=ceiling),
             db=dataclasses.replace(c.db, dir=str(db_dir)),
         )

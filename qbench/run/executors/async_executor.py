@@ -17,8 +17,6 @@ import itertools
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
@@ -26,44 +24,12 @@ import aiosqlite
 from qbench.errors import DrainTimeoutError
 from qbench.kinds import BusyPolicy, ServiceKind
 from qbench.run.executors.pool import ConnectionPool
+from qbench.run.executors.protocol import DrainResult, DrainSpec, ProgressSink
 from qbench.run.metrics import DrainStats, ResourceMonitor, ResourceUsage
-from qbench.run.pragmas import ConnectionSettings
 from qbench.run.queues.protocol import Claimed, QueueUnderTest
-from qbench.run.queues.sql import BusyError, Transaction, run_async
+from qbench.run.queues.sql import BusyError, Transaction, query, run_async
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class DrainSpec:
-    db_path: Path
-    settings: ConnectionSettings
-    workers: int
-    pool_size: int
-    first_id: int
-    tasks: int
-    busy_policy: BusyPolicy
-    max_retries: int
-    backoff_base_s: float
-    backoff_cap_s: float
-    service_kind: ServiceKind
-    service_s: float
-    poll_interval_s: float
-    lease_s: float
-    timeout_s: float
-    # per-event timings (latencies, lock and pool waits); False = counts and duration only
-    timings: bool = True
-
-
-@dataclass
-class DrainResult:
-    stats: DrainStats
-    # seconds from the workers' start to the last first-ack of a backlog task
-    duration_s: float
-    pool_connections: int
-    timed_out: bool
-    # CPU, IO, RSS and WAL over the workers' run only (not pool opening or closing)
-    usage: ResourceUsage | None = None
 
 
 class _Drain:
@@ -80,6 +46,7 @@ class _Drain:
         self._tokens = itertools.count(1)
         self._rng = random.Random(0x9B)
         self._timings = spec.timings
+        self._first, self._n = spec.first_id, spec.tasks
         # per backlog task: (lease token, wall-clock expiry) of the claim in flight
         self._holder: list[tuple[int, float] | None] = [None] * spec.tasks
 
@@ -143,9 +110,13 @@ class _Drain:
             pass
 
     async def worker(self) -> None:
-        spec, stats, timings = self.spec, self.stats, self._timings
-        first, n = spec.first_id, spec.tasks
-        noop = spec.service_kind is ServiceKind.NOOP
+        """Claim, serve, acknowledge, until every backlog task is acknowledged.
+
+        The hot loop: every await here is a transaction or a task's service, and
+        the bookkeeping steps are plain calls, once per claim.
+        """
+        stats, timings = self.stats, self._timings
+        noop = self.spec.service_kind is ServiceKind.NOOP
         while not self.done.is_set():
             token = next(self._tokens)
             started = time.perf_counter() if timings else 0.0
@@ -160,67 +131,90 @@ class _Drain:
                 continue
             if timings:
                 stats.claim_latency_s.append(time.perf_counter() - started)
-            received = time.time()
-            for task in claimed:
-                index = task.id - first
-                if 0 <= index < n:
-                    # attempts > our own claims: a consumer outside this drain held it before
-                    stats.claims[index] = max(stats.claims[index] + 1, task.attempts)
-                    held = self._holder[index]
-                    # Claimed again while another worker's lease is still running: the queue
-                    # handed one task to two workers at once. (10 ms of slack for clock reads.)
-                    if held is not None and received < held[1] - 0.01:
-                        stats.double_handed += 1
-                    self._holder[index] = (token, claimed_at + spec.lease_s)
-            ids = []
-            for task in claimed:
-                index = task.id - first
-                if noop:  # nothing to serve: no coroutine, no timing (service latency stays null)
-                    pass
-                elif timings:
-                    served = time.perf_counter()
-                    await self._serve(task)
-                    stats.service_s.append(time.perf_counter() - served)
-                else:
-                    await self._serve(task)
-                if 0 <= index < n:
-                    stats.executions[index] += 1
-                ids.append(task.id)
+            self._hold(claimed, token, claimed_at)
+            # noop: nothing to serve, no coroutine, no timing (service latency stays null)
+            if not noop:
+                for task in claimed:
+                    if timings:
+                        served = time.perf_counter()
+                        await self._serve(task)
+                        stats.service_s.append(time.perf_counter() - served)
+                    else:
+                        await self._serve(task)
+            ids = self._executed(claimed)
             acked = await self.transact(self.queue.ack, token, ids)
-            for task_id in ids:  # this claim is over, acknowledged or not
-                index = task_id - first
-                if 0 <= index < n and (held := self._holder[index]) is not None and held[0] == token:
-                    self._holder[index] = None
-            if acked is None:
-                stats.acks_given_up += len(ids)
+            self._release(token, ids)
+            self._count_acks(ids, acked)
+
+    def _hold(self, claimed: list[Claimed], token: int, claimed_at: float) -> None:
+        """Count the claims of backlog tasks and note who holds each lease, until when."""
+        stats, holder, first, n = self.stats, self._holder, self._first, self._n
+        received = time.time()
+        expires_at = claimed_at + self.spec.lease_s
+        for task in claimed:
+            index = task.id - first
+            if 0 <= index < n:
+                # attempts > our own claims: a consumer outside this drain held it before
+                stats.claims[index] = max(stats.claims[index] + 1, task.attempts)
+                held = holder[index]
+                # Claimed again while another worker's lease is still running: the queue
+                # handed one task to two workers at once. (10 ms of slack for clock reads.)
+                if held is not None and received < held[1] - 0.01:
+                    stats.double_handed += 1
+                holder[index] = (token, expires_at)
+
+    def _executed(self, claimed: list[Claimed]) -> list[int]:
+        """Count the served tasks' executions; their ids, to acknowledge."""
+        executions, first, n = self.stats.executions, self._first, self._n
+        ids = []
+        for task in claimed:
+            index = task.id - first
+            if 0 <= index < n:
+                executions[index] += 1
+            ids.append(task.id)
+        return ids
+
+    def _release(self, token: int, ids: list[int]) -> None:
+        """This claim is over, acknowledged or not: its leases are no longer held."""
+        holder, first, n = self._holder, self._first, self._n
+        for task_id in ids:
+            index = task_id - first
+            if 0 <= index < n and (held := holder[index]) is not None and held[0] == token:
+                holder[index] = None
+
+    def _count_acks(self, ids: list[int], acked: list[int] | None) -> None:
+        """Count the acknowledgements (None: given up); set ``done`` once every task has one."""
+        stats, first, n = self.stats, self._first, self._n
+        if acked is None:
+            stats.acks_given_up += len(ids)
+            return
+        stats.acks_rejected += len(ids) - len(acked)
+        now = time.perf_counter()
+        for task_id in acked:
+            index = task_id - first
+            if not 0 <= index < n:
+                stats.acks_unknown += 1
                 continue
-            stats.acks_rejected += len(ids) - len(acked)
-            now = time.perf_counter()
-            for task_id in acked:
-                index = task_id - first
-                if not 0 <= index < n:
-                    stats.acks_unknown += 1
-                    continue
-                stats.acks[index] += 1
-                if stats.acks[index] == 1:
-                    self.acked_unique += 1
-                    stats.e2e_s[index] = now - self.t_start
-                    self.t_last_ack = now
-            if self.acked_unique >= n:
-                self.done.set()
+            stats.acks[index] += 1
+            if stats.acks[index] == 1:
+                self.acked_unique += 1
+                stats.e2e_s[index] = now - self.t_start
+                self.t_last_ack = now
+        if self.acked_unique >= n:
+            self.done.set()
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:
     # A failed COMMIT in a rollback journal leaves the transaction open; a failed
     # statement may already have rolled it back. Only roll back what is open.
     if conn.in_transaction:
-        await conn.execute("ROLLBACK")
+        await conn.execute(query("rollback"))
 
 
 async def _drain(
     spec: DrainSpec,
     queue: QueueUnderTest,
-    on_progress: Callable[[int, float], None] | None,
+    on_progress: ProgressSink | None,
     monitor: ResourceMonitor | None,
 ) -> DrainResult:
     pool = await ConnectionPool.open(str(spec.db_path), spec.pool_size, spec.settings)
@@ -255,7 +249,7 @@ async def _drain(
         await pool.close()
 
 
-async def _report(drain: _Drain, on_progress: Callable[[int, float], None]) -> None:
+async def _report(drain: _Drain, on_progress: ProgressSink) -> None:
     while True:
         await asyncio.sleep(0.5)
         elapsed = time.perf_counter() - drain.t_start
@@ -266,7 +260,7 @@ def run_drain(
     spec: DrainSpec,
     queue: QueueUnderTest,
     *,
-    on_progress: Callable[[int, float], None] | None = None,
+    on_progress: ProgressSink | None = None,
     monitor: ResourceMonitor | None = None,
 ) -> DrainResult:
     """Drain the backlog already in ``spec.db_path``; every connection is closed on return.

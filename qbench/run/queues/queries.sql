@@ -1,26 +1,7 @@
--- qbench's reference SQLite queue. Each query starts with "-- name: NAME".
+-- qbench's reference SQLite queue, its statements (the tables are in schema.sql).
+-- Each query starts with "-- name: NAME".
 -- Python never assembles SQL: values are bound parameters; lists of ids are
 -- bound as one JSON array and expanded with json_each.
-
--- name: create_tasks
-CREATE TABLE IF NOT EXISTS tasks (
-    id INTEGER PRIMARY KEY,
-    state INTEGER NOT NULL DEFAULT 0,      -- 0 ready, 1 leased, 2 done
-    payload BLOB,
-    enqueued_at REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,   -- claims so far
-    lease_owner INTEGER,                   -- lease token of the current claim
-    lease_expires_at REAL,
-    done_at REAL
-)
-
--- name: create_ready_index
--- The claim reads ready tasks in id order: a partial index holds only those.
-CREATE INDEX IF NOT EXISTS tasks_ready ON tasks (id) WHERE state = 0
-
--- name: create_lease_index
--- Expired leases are found by expiry among leased tasks only.
-CREATE INDEX IF NOT EXISTS tasks_leased ON tasks (lease_expires_at) WHERE state = 1
 
 -- name: insert_task
 INSERT INTO tasks (id, state, payload, enqueued_at, attempts, done_at)

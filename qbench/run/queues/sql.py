@@ -84,16 +84,50 @@ def busy_code(exc: sqlite3.Error) -> int | None:
     return None
 
 
-@cache
-def queries() -> dict[str, str]:
-    """The named queries of ``queries.sql`` (``-- name: NAME`` headers)."""
-    text = resources.files("qbench.run.queues").joinpath("queries.sql").read_text(encoding="utf-8")
-    out: dict[str, str] = {}
+# Named statements: the tables in schema.sql, the queue's transactions in queries.sql.
+SQL_FILES = ("schema.sql", "queries.sql")
+
+
+class UnknownQueryError(QbenchError, KeyError):
+    """A statement name that neither SQL file defines."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
+
+
+def _named(text: str, file: str, out: dict[str, str]) -> None:
     for block in re.split(r"^-- name: ", text, flags=re.MULTILINE)[1:]:
         name, _, body = block.partition("\n")
+        name = name.strip()
+        if name in out:
+            raise QbenchError(f"{file}: the statement name {name!r} is already defined")
         lines = [ln for ln in body.splitlines() if ln.strip() and not ln.lstrip().startswith("--")]
-        out[name.strip()] = "\n".join(lines).strip()
+        out[name] = "\n".join(lines).strip()
+
+
+@cache
+def queries() -> dict[str, str]:
+    """The named statements of ``schema.sql`` and ``queries.sql`` (``-- name: NAME`` headers)."""
+    package = resources.files("qbench.run.queues")
+    out: dict[str, str] = {}
+    for file in SQL_FILES:
+        _named(package.joinpath(file).read_text(encoding="utf-8"), file, out)
     return out
+
+
+def query(name: str) -> str:
+    """The statement called ``name``; call it with a literal name, so the SQL files can be checked.
+
+    Raises:
+        UnknownQueryError: no statement has that name.
+    """
+    try:
+        return queries()[name]
+    except KeyError:
+        defined = ", ".join(sorted(queries()))
+        raise UnknownQueryError(
+            f"no statement named {name!r} in {' or '.join(SQL_FILES)} (defined: {defined})"
+        ) from None
 
 
 LockWaitSink = Callable[[float], None]

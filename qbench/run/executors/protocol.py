@@ -1,0 +1,94 @@
+"""What every executor takes and gives back, whatever runs its workers (coroutines, threads, processes).
+
+An executor runs ``spec.workers`` consumers over the queue until each of the
+``spec.tasks`` tasks from ``spec.first_id`` on is acknowledged, and returns
+what they counted. It opens and closes its own connections, so nothing
+outlives the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from qbench.kinds import BusyPolicy, MetricsLevel, ServiceKind
+from qbench.run.metrics import DrainStats, ResourceMonitor, ResourceUsage
+from qbench.run.pragmas import ConnectionSettings, connection_settings
+from qbench.run.queues.protocol import QueueUnderTest
+from qbench.settings import Config, pool_connections
+
+# Called now and then with (tasks acknowledged so far, tasks per second since the start).
+ProgressSink = Callable[[int, float], None]
+
+
+@dataclass(frozen=True)
+class DrainSpec:
+    db_path: Path
+    settings: ConnectionSettings
+    workers: int
+    pool_size: int
+    first_id: int
+    tasks: int
+    busy_policy: BusyPolicy
+    max_retries: int
+    backoff_base_s: float
+    backoff_cap_s: float
+    service_kind: ServiceKind
+    service_s: float
+    poll_interval_s: float
+    lease_s: float
+    timeout_s: float
+    # per-event timings (latencies, lock and pool waits); False = counts and duration only
+    timings: bool = True
+
+
+@dataclass
+class DrainResult:
+    stats: DrainStats
+    # seconds from the workers' start to the last first-ack of a backlog task
+    duration_s: float
+    pool_connections: int
+    timed_out: bool
+    # CPU, IO, RSS and WAL over the workers' run only (not pool opening or closing)
+    usage: ResourceUsage | None = None
+
+
+class Executor(Protocol):
+    def __call__(
+        self,
+        spec: DrainSpec,
+        queue: QueueUnderTest,
+        *,
+        on_progress: ProgressSink | None = None,
+        monitor: ResourceMonitor | None = None,
+    ) -> DrainResult:
+        """Drain the tasks ``spec`` names; every connection is closed on return.
+
+        Raises:
+            DrainTimeoutError: the tasks were not all acknowledged within ``spec.timeout_s``.
+        """
+        ...
+
+
+def drain_spec(cfg: Config, db_path: Path, first_id: int) -> DrainSpec:
+    """The executor's orders for a backlog of ``cfg.tasks`` tasks from ``first_id`` in ``db_path``."""
+    return DrainSpec(
+        db_path=db_path,
+        settings=connection_settings(cfg),
+        workers=cfg.workers,
+        pool_size=pool_connections(cfg),
+        first_id=first_id,
+        tasks=cfg.tasks,
+        busy_policy=cfg.busy.policy,
+        max_retries=cfg.busy.max_retries,
+        backoff_base_s=cfg.busy.backoff_base_ms / 1000.0,
+        backoff_cap_s=cfg.busy.backoff_cap_ms / 1000.0,
+        service_kind=cfg.service.kind,
+        service_s=cfg.service.ms / 1000.0,
+        poll_interval_s=cfg.queue.poll_interval_ms / 1000.0,
+        lease_s=cfg.queue.lease_s,
+        timeout_s=cfg.iteration_timeout_s,
+        timings=cfg.metrics.level is MetricsLevel.FULL,
+    )
