@@ -9,9 +9,11 @@ its boundary (a failed job or stage is a result, exit 1, not an error)::
     ├── UsageError         a command line, plan or option that qbench refuses (one line)
     │   └── PlanError      a plan file is not valid, or a reference cannot be resolved
     │       └── Unresolved a reference whose upstream stage has not finished (dry runs)
+    ├── PlanInterrupted    SIGINT/SIGTERM stopped a plan run, its child sweep with it (exit 130)
     ├── PragmaError        a PRAGMA did not take effect (SQLite ignores bad values silently)
     ├── MeasurementError   an iteration could not be measured as asked
     │   ├── DrainTimeoutError  an iteration did not drain its backlog in time
+    │   ├── LivelockError      no task acknowledged for watchdog_s while busy errors kept growing
     │   └── CeilingError       the single-connection ceiling loop lost or left tasks
     ├── FitInputError      (also a ValueError) numbers a scaling fit cannot take
     ├── BusyError          (qbench.run.queues.sql) an SQLITE_BUSY/LOCKED family error
@@ -19,6 +21,13 @@ its boundary (a failed job or stage is a result, exit 1, not an error)::
     ├── UnknownQueryError  (qbench.run.queues.sql; also a KeyError) a named query that
     │                      neither queries.sql nor schema.sql defines
     └── ResultsError       a results file cannot be written or read as qbench results
+        ├── ResultsWriteError  (also an OSError) a file could not be written (disk full, read-only
+        │                      directory, ...): nothing was replaced, no temporary file is left
+        ├── UnreadableResultsError  not readable as qbench results: not a regular file, corrupt,
+        │                      truncated, foreign, of an unknown schema version, wrong column types
+        ├── BadValueError      a readable results file holds a value no statistic may take
+        │                      (a non-finite or negative throughput, a missing identity, ...)
+        ├── JobFailedError     the job failed, was interrupted or never finished: nothing of it counts
         └── AggregateError nothing could be aggregated or compared
 """
 
@@ -54,6 +63,18 @@ class Unresolved(PlanError):
     """A reference whose upstream stage has not finished (only in a dry run)."""
 
 
+class PlanInterrupted(QbenchError):
+    """SIGINT or SIGTERM stopped a plan run; the running stage's sweep was stopped with it.
+
+    The stage is recorded as interrupted (a re-run resumes it); the command exits 130.
+    """
+
+    def __init__(self, signum: int, stage: str | None = None) -> None:
+        self.signum = signum
+        self.stage = stage
+        super().__init__(f"signal {signum}" if stage is None else f"signal {signum} in stage '{stage}'")
+
+
 class PragmaError(QbenchError):
     """A PRAGMA was set but reading it back shows another value."""
 
@@ -66,6 +87,21 @@ class DrainTimeoutError(MeasurementError):
     """The workers did not drain the backlog within the iteration timeout."""
 
 
+class LivelockError(MeasurementError):
+    """No task got its first ack for ``watchdog_s`` seconds while the workers' busy errors kept growing.
+
+    A finding about the config (its workers keep colliding and none gets through), not a crash.
+    """
+
+    def __init__(self, message: str, *, acked: int, tasks: int, window_s: float, busy: int) -> None:
+        super().__init__(message)
+        self.acked = acked
+        self.tasks = tasks
+        # seconds without a new ack, and the busy errors counted in them
+        self.window_s = window_s
+        self.busy = busy
+
+
 class CeilingError(MeasurementError):
     """The single-connection ceiling loop did not acknowledge every task."""
 
@@ -76,6 +112,28 @@ class FitInputError(QbenchError, ValueError):
 
 class ResultsError(QbenchError):
     """A results file cannot be written (would overwrite) or read."""
+
+
+class ResultsWriteError(ResultsError, OSError):
+    """A file could not be written: the real OS error (``errno`` kept) and the path, in one line.
+
+    Also an :class:`OSError`, so code that handles OS errors around a write still catches it.
+    """
+
+    # the OS's reason alone ("No space left on device"), without the path
+    reason: str = ""
+
+
+class UnreadableResultsError(ResultsError):
+    """A file is not readable as qbench results (not a regular file, corrupt, foreign, wrong types)."""
+
+
+class BadValueError(ResultsError):
+    """A readable results file holds a value no statistic may take; the file is left out."""
+
+
+class JobFailedError(ResultsError):
+    """The job failed, was interrupted or never finished (the reason it recorded, in one line)."""
 
 
 class AggregateError(ResultsError):

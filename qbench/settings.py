@@ -170,6 +170,8 @@ class Config:
     history_rows: int = integer(10000, 0, 1_000_000_000)
     # seconds an iteration may take before it is failed
     iteration_timeout_s: float = number(600.0, 0.0, inclusive=False)
+    # seconds with no new ack while busy errors keep growing: the iteration fails as a livelock; 0 disables
+    watchdog_s: float = number(10.0, 0.0, inclusive=True, high=86_400)
     busy: BusyConfig = field(default_factory=BusyConfig)
     claim: ClaimConfig = field(default_factory=ClaimConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
@@ -210,14 +212,22 @@ def from_mapping(cls: type[D], values: Mapping[str, Any], prefix: str = "") -> D
 
 
 def _enum(key: str, value: object, enum: type[E], *, yaml_false: E | None = None) -> E:
-    text = str(value).strip().lower()
-    if yaml_false is not None and (value is False or text in _YAML_FALSE):
+    """The member named ``value``, exactly: the names are lower case, as the config groups' files.
+
+    ``yaml_false`` is the member YAML 1.1 turns into a boolean false (``synchronous: off``,
+    ``OFF``, ``no``), so any spelling of it means that member.
+    """
+    text = str(value)
+    folded = text.strip().lower()
+    if yaml_false is not None and (value is False or folded in _YAML_FALSE):
         return yaml_false
     try:
         return enum(text)
     except ValueError:
         allowed = ", ".join(member.value for member in enum)
-        if text == "true":
+        if folded in {member.value for member in enum}:
+            allowed += " (in lower case)"
+        elif folded == "true":
             allowed += " (YAML reads on, yes and true as true)"
         raise ConfigError(key, value, f"allowed: {allowed}") from None
 
@@ -313,7 +323,7 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(
             "busy.backoff_cap_ms",
             cfg.busy.backoff_cap_ms,
-            f">= busy.backoff_base_ms ({busy.backoff_base_ms:g})",
+            "expected a number >= busy.backoff_base_ms",
         )
     return checked
 

@@ -1,7 +1,9 @@
 """The analysis command lines: ``python -m qbench.aggregate`` and ``python -m qbench.compare``.
 
 Each maps a :class:`~qbench.errors.QbenchError` to one line and exit 2 at
-this boundary; nothing is written then.
+this boundary; nothing is written then. ``qbench.compare`` exits 0 (pass),
+1 (the gate failed), 2 (unusable input) or 3 (inconclusive): see
+:data:`COMPARE_EPILOG`.
 """
 
 from __future__ import annotations
@@ -14,15 +16,31 @@ from pathlib import Path
 
 import pandas as pd
 
-from qbench.analysis.compare import compare_sweeps
-from qbench.analysis.pipeline import aggregate
+from qbench.analysis.compare import EXIT_UNUSABLE, Comparison, compare_sweeps
+from qbench.analysis.pipeline import Aggregated, aggregate
 from qbench.analysis.thresholds import Thresholds
 from qbench.errors import ConfigError, QbenchError
+from qbench.results.files import one_line
 
 COMPARE_DOC = """Compare two sweeps config by config, so a slowdown can gate CI.
 
-Exit status 1 when any config is significantly slower by more than the threshold (or the
-candidate lacks results the baseline has), 2 when the input is unusable, 0 otherwise."""
+Each config of the baseline is matched in the candidate; the measured iterations' throughput
+is compared with a two-sided Mann-Whitney U test and the ratio of medians (candidate/baseline)."""
+
+COMPARE_EPILOG = """exit status:
+  0  pass: every baseline config was compared, none is significantly slower by more than
+     the threshold
+  1  the gate failed: a config is significantly slower by more than the threshold; or the
+     candidate lacks results the baseline has (a missing config, a failed or unfinished
+     job, a file left out for a bad value); or a throughput is not a finite number above 0
+     (0, NaN, inf, null, negative). Each reason is printed.
+  2  unusable input: a path that does not exist, a results file that cannot be read
+     (corrupt, truncated, foreign, wrong column types, not a regular file), a side with no
+     usable results, mixed hosts, no config in common, or a bad option
+  3  inconclusive: nothing failed, but some config has too few iterations for the rank
+     test to reach p < alpha: with n1 and n2 iterations the smallest two-sided p is
+     2/C(n1+n2, n1) (2 a side: 0.33; 3: 0.1; 4: 0.029), so no slowdown could have been
+     detected. Run more iterations (4 a side for alpha 0.05)."""
 
 
 def aggregate_parser() -> argparse.ArgumentParser:
@@ -43,6 +61,21 @@ def aggregate_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _summary_line(result: Aggregated) -> str:
+    loaded = result.loaded
+    line = (
+        f"aggregated {len(loaded.files)} file(s), {len(result.summary)} config(s) "
+        f"-> {result.out_dir} ({', '.join(p.name for p in result.written)})"
+    )
+    if loaded.jobs:
+        named = "; ".join(f"{path} ({reason})" for path, reason in loaded.jobs)
+        line += f"; {len(loaded.jobs)} job(s) failed or did not finish: {named}"
+    others = len(loaded.skipped) - len(loaded.jobs)
+    if others:
+        line += f"; {others} other file(s) left out"
+    return line
+
+
 def aggregate_main(argv: Sequence[str] | None = None) -> int:
     args = aggregate_parser().parse_args(argv)
     try:
@@ -51,24 +84,17 @@ def aggregate_main(argv: Sequence[str] | None = None) -> int:
         )
         result = aggregate(args.dirs, args.out, thresholds)
     except QbenchError as exc:
-        print(f"qbench.aggregate: error: {exc}", file=sys.stderr)
+        print(f"qbench.aggregate: error: {one_line(exc, 4000)}", file=sys.stderr)
         return 2
     for path, reason in result.loaded.skipped:
         print(f"qbench.aggregate: skipped {path}: {reason}", file=sys.stderr)
-    print(
-        f"aggregated {len(result.loaded.files)} file(s), {len(result.summary)} config(s) "
-        f"-> {result.out_dir} ({', '.join(p.name for p in result.written)})"
-    )
+    print(_summary_line(result))
     return 0
 
 
-def _verdict(row: pd.Series) -> str:
-    if row["regression"]:
-        return "REGRESSION"
-    return "faster" if row["significant"] and row["ratio"] > 1 else "same"
-
-
 def _print_comparison(table: pd.DataFrame) -> None:
+    if table.empty:
+        return
     varying = [
         c
         for c in table.columns[: list(table.columns).index("baseline_tps")]
@@ -76,20 +102,54 @@ def _print_comparison(table: pd.DataFrame) -> None:
     ]
     for _, row in table.iterrows():
         label = ", ".join(f"{c}={row[c]}" for c in varying) or "config"
+        verdict = str(row["verdict"])
+        if row["invalid"]:
+            verdict += f" ({row['invalid']})"
+        elif row["inconclusive"]:
+            verdict += (
+                f" ({row['baseline_iterations']} and {row['candidate_iterations']} iterations: "
+                f"the smallest possible p is {row['min_p_value']:.3g})"
+            )
         print(
             f"{label}: {row['baseline_tps']:,.0f} -> {row['candidate_tps']:,.0f} tasks/s, "
             f"ratio {row['ratio']:.3f} [{row['ratio_ci_low']:.3f}, {row['ratio_ci_high']:.3f}], "
-            f"p={row['p_value']:.3g}: {_verdict(row)}"
+            f"p={row['p_value']:.3g}: {verdict}"
         )
 
 
-def compare_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m qbench.compare", description=COMPARE_DOC)
+def _report_gate(result: Comparison, threshold: float, alpha: float) -> None:
+    counts = {name: result.count(name) for name in ("regression", "invalid", "inconclusive")}
+    line = f"{len(result.table)} config(s) compared, {counts['regression']} significantly slower "
+    line += f"by more than {threshold:.0%}"
+    if counts["invalid"]:
+        line += f", {counts['invalid']} with an invalid throughput"
+    if counts["inconclusive"]:
+        line += f", {counts['inconclusive']} inconclusive (too few iterations for p < {alpha:g})"
+    print(line)
+    # A gate must not pass because the candidate's results went missing or failed.
+    if result.missing or result.incomplete:
+        print(
+            f"incomplete: {len(result.missing)} baseline config(s) missing from the candidate, "
+            f"{len(result.incomplete)} file(s) or job(s) left out"
+        )
+
+
+def compare_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m qbench.compare",
+        description=COMPARE_DOC,
+        epilog=COMPARE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("baseline", type=Path)
     parser.add_argument("candidate", type=Path)
     parser.add_argument("--threshold", type=float, default=0.05, help="slowdown that fails (0.05 = 5%%)")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level of the rank test")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def compare_main(argv: Sequence[str] | None = None) -> int:
+    args = compare_parser().parse_args(argv)
     try:
         if not 0 <= args.threshold < 1:
             raise ConfigError("--threshold", args.threshold, "expected a number in [0, 1)")
@@ -97,22 +157,19 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError("--alpha", args.alpha, "expected a number in (0, 1)")
         result = compare_sweeps(args.baseline, args.candidate, threshold=args.threshold, alpha=args.alpha)
     except QbenchError as exc:
-        print(f"qbench.compare: error: {exc}", file=sys.stderr)
-        return 2
-    table = result.table
+        print(f"qbench.compare: error: {one_line(exc, 4000)}", file=sys.stderr)
+        return EXIT_UNUSABLE
     for path, reason in result.skipped:
         print(f"qbench.compare: skipped {path}: {reason}", file=sys.stderr)
     for label in result.missing:
         print(f"qbench.compare: the candidate has no results for {label}", file=sys.stderr)
-    _print_comparison(table)
-    regressions = int(table["regression"].sum())
-    slower = f"{regressions} significantly slower by more than {args.threshold:.0%}"
-    print(f"{len(table)} config(s) compared, {slower}")
-    # A gate must not pass because the candidate's results went missing or failed.
-    incomplete = bool(result.missing or result.skipped)
-    if incomplete:
+    if result.unreadable:
         print(
-            f"incomplete: {len(result.missing)} baseline config(s) missing from the candidate, "
-            f"{len(result.skipped)} file(s) skipped"
+            f"qbench.compare: error: {len(result.unreadable)} results file(s) cannot be read "
+            "(listed above): the comparison is not usable",
+            file=sys.stderr,
         )
-    return 1 if regressions or incomplete else 0
+        return EXIT_UNUSABLE
+    _print_comparison(result.table)
+    _report_gate(result, args.threshold, args.alpha)
+    return result.exit_status()

@@ -5,12 +5,15 @@ Each step is a plain function over frames (:mod:`~qbench.analysis.summary`,
 :mod:`~qbench.analysis.comparisons`); this
 module runs them in order and writes their tables and the report. Every
 output goes to a scratch directory first and is moved into place only when
-all of it succeeded: nothing is ever partially written.
+all of it succeeded: nothing is ever partially written. A write the OS
+refuses (a full disk, a read-only directory) is one
+:class:`~qbench.errors.ResultsWriteError` naming the directory and the real
+reason; the scratch directory is removed and earlier outputs stay as they were.
 """
 
 from __future__ import annotations
 
-import shutil
+import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ from qbench.errors import AggregateError
 from qbench.report.document import write_report
 from qbench.results.columns import METRICS_FILE
 from qbench.results.load import Loaded, load_results
+from qbench.results.writer import write_failure
 
 
 @dataclass
@@ -62,13 +66,53 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _write_outputs(
+    target: Path,
+    tables: dict[str, pd.DataFrame],
+    loaded: Loaded,
+    sources: list[str],
+    thresholds: Thresholds,
+    fitted: pd.DataFrame,
+) -> list[Path]:
+    """Write every output into a scratch directory in ``target``, then move each into place."""
+    with tempfile.TemporaryDirectory(
+        prefix=".qbench-aggregate-", dir=target, ignore_cleanup_errors=True
+    ) as scratch_name:
+        scratch = Path(scratch_name)
+        for name, frame in tables.items():
+            _write_parquet(frame, scratch / f"{name}.parquet")
+        recs = tables["recommendations"]
+        recs.to_csv(scratch / "recommendations.csv", index=False)
+        (scratch / "recommendations.md").write_text(_markdown_table(recs), encoding="utf-8")
+        write_report(
+            scratch,
+            tables["summary"],
+            tables["scaling"],
+            recs,
+            tables["comparisons"],
+            skipped=loaded.skipped,
+            jobs=loaded.jobs,
+            sources=sources,
+            thresholds=thresholds.as_dict(),
+            fitted_points=fitted,
+        )
+        written = []
+        for produced in sorted(scratch.iterdir()):
+            final = target / produced.name
+            os.replace(produced, final)  # the same directory: an atomic rename
+            written.append(final)
+    return written
+
+
 def aggregate(
     paths: Sequence[Path], out_dir: Path | None = None, thresholds: Thresholds | None = None
 ) -> Aggregated:
     """Load, summarise, fit, recommend, compare and report; write everything into ``out_dir``.
 
     Raises:
-        AggregateError: no usable results (the reason names every skipped file).
+        AggregateError: no usable results (the reason names every skipped file and job).
+        ResultsWriteError: the OS refused to write the outputs (disk full, read-only directory);
+            nothing was written and earlier outputs are untouched.
     """
 
     thresholds = thresholds or Thresholds()
@@ -95,28 +139,9 @@ def aggregate(
     fitted = fitted_points(summary, scaling, keys)
 
     # Everything goes to a scratch directory first: a failure leaves no partial output.
-    with tempfile.TemporaryDirectory(prefix=".qbench-aggregate-", dir=target) as scratch_name:
-        scratch = Path(scratch_name)
-        _write_parquet(summary, scratch / "summary.parquet")
-        _write_parquet(scaling, scratch / "scaling.parquet")
-        _write_parquet(recs, scratch / "recommendations.parquet")
-        recs.to_csv(scratch / "recommendations.csv", index=False)
-        (scratch / "recommendations.md").write_text(_markdown_table(recs), encoding="utf-8")
-        _write_parquet(comps, scratch / "comparisons.parquet")
-        write_report(
-            scratch,
-            summary,
-            scaling,
-            recs,
-            comps,
-            skipped=loaded.skipped,
-            sources=[str(p) for p in paths],
-            thresholds=thresholds.as_dict(),
-            fitted_points=fitted,
-        )
-        written = []
-        for produced in sorted(scratch.iterdir()):
-            final = target / produced.name
-            shutil.move(str(produced), final)  # same directory tree: an atomic rename
-            written.append(final)
+    tables = {"summary": summary, "scaling": scaling, "recommendations": recs, "comparisons": comps}
+    try:
+        written = _write_outputs(target, tables, loaded, [str(p) for p in paths], thresholds, fitted)
+    except OSError as exc:
+        raise write_failure(target, exc) from None
     return Aggregated(target, written, loaded, summary, recs)

@@ -3,63 +3,47 @@
 Each sweep stage runs as its own ``python -m qbench -m ...`` process (so
 launchers and the automatic aggregation apply unchanged) writing to
 ``outputs/plans/<plan>/<stage>/<key>/``. A stage's key hashes its resolved
-spec, its upstream keys, and the qbench and results-schema versions: a
+spec (overrides and grid after references are substituted), its upstream
+keys, qbench's config tree and the qbench and results-schema versions: a
 re-run skips finished stages, re-runs a stage whose inputs changed (into a
 new directory: nothing is overwritten), and resumes an interrupted sweep
 without redoing its finished jobs. ``--force STAGE`` re-runs that stage and
 everything downstream. A failed stage stops its downstream, not its siblings.
+One process at a time runs a plan into one outputs directory; SIGTERM or
+SIGINT stops the running sweep with the plan (:mod:`qbench.plan.process`)
+and records its stage as interrupted.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
-import math
 import os
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from qbench import __version__
-from qbench.errors import PlanError, QbenchError, Unresolved, UsageError
+from qbench.errors import PlanError, PlanInterrupted, QbenchError, Unresolved
+from qbench.plan import process
+from qbench.plan.checks import check_overrides
+from qbench.plan.process import alive as _alive
+from qbench.plan.resolve import Resolved, conf_digest, expand, read_recommendation
+from qbench.plan.resolve import fmt as _fmt
+from qbench.plan.safety import split_sweep_dir
 from qbench.plan.spec import Plan, Reference, Stage, find_references
 from qbench.results.columns import SCHEMA_VERSION
 from qbench.results.status import JobStatus
 from qbench.results.writer import write_bytes
 from qbench.run.progress import Progress
 
+__all__ = ["Resolved", "Runner", "check_overrides"]
+
 STAGE_FILE = "stage.json"
-# Recommendation fields that stand for a config key, for ${around:...} over the upstream grid.
-FIELD_KEYS = {
-    "best_workers": "workers",
-    "knee_workers": "workers",
-    "busy_onset_workers": "workers",
-    "pool_connections": "pool.size",
-    "busy_timeout_ms": "busy.timeout_ms",
-    "claim_batch": "claim.batch",
-}
-
-
-@dataclass
-class Resolved:
-    overrides: list[str]
-    grid: dict[str, list[str]]
-    # references that could not be resolved yet (dry run): key -> text
-    pending: dict[str, str]
-
-    def jobs(self) -> int:
-        return math.prod(len(v) for v in self.grid.values()) if self.grid else 1
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 class Runner:
@@ -68,6 +52,7 @@ class Runner:
         self.root = outputs / "plans" / plan.name
         self.resolved: dict[str, Resolved] = {}
         self.keys: dict[str, str] = {}
+        self.signals = process.Signals()
 
     # ------------------------------------------------------------ state on disk
     def stage_dir(self, name: str) -> Path:
@@ -88,55 +73,30 @@ class Runner:
     def run_dir(self, name: str) -> Path:
         return self.stage_dir(name) / self.keys[name][:12]
 
+    def sweep_dir(self, name: str) -> Path:
+        """Where the stage's results are: its run directory, or the plan's hydra.sweep.dir inside it."""
+        resolved = self.resolved.get(name)
+        return self.run_dir(name) / resolved.subdir if resolved and resolved.subdir else self.run_dir(name)
+
     def done(self, name: str) -> bool:
         rec = self.record(name)
         return rec.get("status") == "done" and rec.get("key") == self.keys.get(name)
 
     # ------------------------------------------------------------ resolution
     def _recommendation(self, ref: Reference) -> Any:
-        import pandas as pd
-        import pyarrow as pa
-
         if not self.done(ref.stage):
             raise Unresolved(ref.text)
-        path = self.run_dir(ref.stage) / "recommendations.parquet"
-        if not path.exists():
-            raise PlanError(f"{ref.text}: stage '{ref.stage}' left no recommendations ({path})")
-        try:
-            table = pd.read_parquet(path)
-        except (OSError, pa.ArrowException) as exc:
-            raise PlanError(f"{ref.text}: {path} is not readable ({exc})") from None
-        if ref.where is not None:
-            column, wanted = ref.where
-            if column not in table.columns:
-                raise PlanError(f"{ref.text}: recommendations have no column '{column}'")
-            table = table[table[column].astype(str) == wanted]
-        if table.empty:
-            raise PlanError(f"{ref.text}: no recommendation row matches")
-        row = table.loc[table["best_throughput_tps"].idxmax()]
-        value = row[ref.field]
-        if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-            raise PlanError(f"{ref.text}: stage '{ref.stage}' found no value for {ref.field}")
-        return value.item() if hasattr(value, "item") else value
+        return read_recommendation(self.sweep_dir(ref.stage) / "recommendations.parquet", ref)
 
     def _expand(self, ref: Reference, value: Any) -> list[str]:
-        if ref.expand == "beyond":
-            return [_fmt(value * k) for k in (1, 2, 4)]
-        if ref.expand == "around":
-            key = FIELD_KEYS.get(ref.field)
-            upstream = self.resolved.get(ref.stage)
-            points = sorted(
-                {int(float(v)) for v in (upstream.grid.get(key, []) if upstream and key else [])}
-                | {int(value)}
-            )
-            i = points.index(int(value))
-            return [str(p) for p in points[max(0, i - 1) : i + 2]]
-        return [_fmt(value)]
+        upstream = self.resolved.get(ref.stage)
+        return expand(ref, value, upstream.grid if upstream else {})
 
     def resolve(self, stage: Stage) -> Resolved:
         pending: dict[str, str] = {}
         overrides: list[str] = []
-        for text in stage.overrides:
+        fixed, subdir = split_sweep_dir(stage.overrides)
+        for text in fixed:
             try:
                 for ref in find_references(text):
                     text = text.replace(ref.text, _fmt(self._recommendation(ref)))
@@ -153,16 +113,25 @@ class Runner:
                     pending[key] = str(exc)
             else:
                 grid[key] = [_fmt(v) for v in values]
-        return Resolved(overrides, grid, pending)
+        return Resolved(overrides, grid, pending, subdir)
 
     def key(self, stage: Stage, resolved: Resolved) -> str:
+        """A hash of everything that decides what the stage computes, as resolved for this run.
+
+        The overrides after references are substituted (sorted: their order changes nothing), the
+        grid in order (it numbers the jobs), the plan's sweep subdirectory, the upstream keys
+        (in order only for compare, whose first need is the baseline), qbench's config tree, and
+        the qbench and results-schema versions.
+        """
+        upstream = [[need, self.keys.get(need)] for need in stage.needs]
         spec = {
             "stage": stage.name,
             "analysis": stage.analysis,
-            "overrides": resolved.overrides,
-            "grid": resolved.grid,
-            # in order: a compare stage's first need is the baseline
-            "upstream": [[need, self.keys.get(need)] for need in stage.needs],
+            "overrides": sorted(resolved.overrides),
+            "grid": [[key, values] for key, values in resolved.grid.items()],
+            "subdir": resolved.subdir,
+            "upstream": upstream if stage.analysis == "compare" else sorted(upstream),
+            "conf": conf_digest() if stage.is_sweep else None,
             "qbench": __version__,
             "schema": SCHEMA_VERSION,
         }
@@ -174,41 +143,65 @@ class Runner:
         return ["-m", *resolved.overrides, *grid]
 
     def _run_sweep(self, stage: Stage, run_dir: Path, label: str) -> str | None:
-        resolved = self.resolved[stage.name]
-        cmd = [sys.executable, "-m", "qbench", *self.sweep_args(resolved), f"hydra.sweep.dir={run_dir}"]
+        """Run the stage's sweep as a child process group; return why it failed, or None.
+
+        Raises:
+            PlanInterrupted: SIGTERM or SIGINT arrived; the sweep was stopped and waited for.
+        """
+        resolved, sweep_dir = self.resolved[stage.name], self.sweep_dir(stage.name)
+        cmd = [sys.executable, "-m", "qbench", *self.sweep_args(resolved), f"hydra.sweep.dir={sweep_dir}"]
         env = dict(os.environ, QBENCH_RESUME="1", QBENCH_NO_PROGRESS="1")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
         total = resolved.jobs()
         progress = Progress(label)
         started = time.monotonic()
+
+        def tick() -> None:
+            finished = sum(1 for _ in sweep_dir.glob(f"*/{JobStatus.FILE}"))
+            elapsed = time.monotonic() - started
+            progress.update(f"job {min(finished + 1, total)}/{total}, {elapsed:,.0f} s elapsed")
+
+        self._refuse_if_running(stage.name)
         with open(run_dir.parent / "stage.log", "a", encoding="utf-8") as log:
             log.write(f"$ {' '.join(cmd)}\n")
             log.flush()
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-            self._write_record(
-                stage.name,
-                key=self.keys[stage.name],
-                status="running",
-                pid=proc.pid,
-                started=_started(proc.pid),
-            )
-            while proc.poll() is None:
-                finished = sum(1 for _ in run_dir.glob(f"*/{JobStatus.FILE}"))
-                progress.update(
-                    f"job {min(finished + 1, total)}/{total}, {time.monotonic() - started:,.0f} s elapsed"
+            proc = None
+            try:
+                proc = process.start(cmd, log, env)
+                self.signals.child = proc
+                self._write_record(
+                    stage.name,
+                    key=self.keys[stage.name],
+                    status="running",
+                    pid=proc.pid,
+                    started=process.started_at(proc.pid),
                 )
-                time.sleep(0.5)
-        progress.clear()
-        if proc.returncode != 0:
+                code = process.wait(proc, self.signals, tick)
+            finally:
+                progress.clear()
+                if proc is not None:
+                    process.stop(proc)
+                self.signals.child = None
+        if code != 0:
             tail = (run_dir.parent / "stage.log").read_text(encoding="utf-8").strip().splitlines()[-3:]
-            return f"sweep exited with status {proc.returncode}: {' | '.join(tail)}"
+            return f"sweep exited with status {code}: {' | '.join(tail)}"
         return None
+
+    def _refuse_if_running(self, name: str) -> None:
+        """Never two sweeps into one directory: a recorded sweep that still runs stops the plan."""
+        rec = self.record(name)
+        pid = rec.get("pid")
+        if rec.get("status") == "running" and _alive(pid, rec.get("started")):
+            raise PlanError(
+                f"plan {self.plan.path.name}: stage '{name}': its sweep is still running (pid {pid}); "
+                f"wait for it or stop it (kill -TERM -- -{pid}), then run the plan again"
+            )
 
     def _run_analysis(self, stage: Stage, run_dir: Path) -> str | None:
         from qbench.analysis.compare import compare_sweeps
         from qbench.analysis.pipeline import aggregate
 
-        inputs = [self.run_dir(need) for need in stage.needs]
+        inputs = [self.sweep_dir(need) for need in stage.needs]
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
             if stage.analysis == "compare":
@@ -221,8 +214,35 @@ class Runner:
         return None
 
     def run(self, *, force: set[str], dry_run: bool, out: Any = None) -> int:
-        """Run (or, with ``dry_run``, describe) every stage in order; 1 when any failed, else 0."""
+        """Run (or, with ``dry_run``, describe) every stage in order; 1 when any failed, else 0.
+
+        Raises:
+            PlanError: the plan already runs in another process, or a stage's sweep still runs.
+            PlanInterrupted: SIGTERM or SIGINT stopped the run (the running stage is recorded
+                as interrupted; a re-run resumes it).
+        """
         out = out or sys.stdout
+        if dry_run:
+            return self._stages(force, dry_run=True, out=out)
+        with self._exclusive(), self.signals:
+            for name in self.plan.order:
+                self._refuse_if_running(name)
+            return self._stages(force, dry_run=False, out=out)
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One process at a time runs a plan into one outputs directory."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a", encoding="utf-8") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise PlanError(
+                    f"plan {self.plan.path.name}: already running in another process (outputs {self.root})"
+                ) from None
+            yield
+
+    def _stages(self, force: set[str], *, dry_run: bool, out: Any) -> int:
         forced = self.plan.downstream(force) if force else set()
         failed: dict[str, str] = {}
         total = len(self.plan.order)
@@ -232,6 +252,8 @@ class Runner:
             reason = self._stage(stage, label, failed, forced=name in forced, dry_run=dry_run, out=out)
             if reason is not None:
                 failed[name] = reason
+            if self.signals.received is not None:  # arrived as the stage ended: stop before the next
+                raise PlanInterrupted(self.signals.received)
         if failed and not dry_run:
             print(
                 f"plan {self.plan.name} did not complete: {len(failed)} stage(s) failed or blocked", file=out
@@ -283,13 +305,21 @@ class Runner:
         started = time.monotonic()
         what = f"{self.resolved[name].jobs()} job(s)" if stage.is_sweep else f"analysis '{stage.analysis}'"
         print(f"{label}: running {what} -> {run_dir}", file=out, flush=True)
-        reason = (
-            self._run_sweep(stage, run_dir, label) if stage.is_sweep else self._run_analysis(stage, run_dir)
-        )
+        try:
+            reason = (
+                self._run_sweep(stage, run_dir, label)
+                if stage.is_sweep
+                else self._run_analysis(stage, run_dir)
+            )
+        except PlanInterrupted as exc:
+            self._write_record(
+                name, key=self.keys[name], status="interrupted", run_dir=str(self.sweep_dir(name))
+            )
+            raise PlanInterrupted(exc.signum, name) from None
         elapsed = time.monotonic() - started
         if reason is None:
             self._write_record(
-                name, key=self.keys[name], status="done", run_dir=str(run_dir), elapsed_s=elapsed
+                name, key=self.keys[name], status="done", run_dir=str(self.sweep_dir(name)), elapsed_s=elapsed
             )
             print(f"{label}: done in {elapsed:,.1f} s", file=out, flush=True)
         else:
@@ -308,6 +338,8 @@ class Runner:
             lines.append(f"    {text}")
         for key, values in resolved.grid.items():
             lines.append(f"    {key} = {', '.join(values)}")
+        if resolved.subdir:
+            lines.append(f"    hydra.sweep.dir = <the stage's directory>/{resolved.subdir}")
         bound = resolved.jobs()
         for key, ref in resolved.pending.items():
             refs = find_references(ref)
@@ -327,48 +359,13 @@ class Runner:
         for name in self.plan.order:
             rec = self.record(name)
             state = rec.get("status", "pending")
-            if state == "running" and not _alive(rec.get("pid"), rec.get("started")):
+            if state == "running":
+                pid = rec.get("pid")
+                running = _alive(pid, rec.get("started"))
+                state = f"running (pid {pid})" if running else "interrupted (re-run to resume)"
+            elif state == "interrupted":
                 state = "interrupted (re-run to resume)"
             detail = f" ({str(rec.get('key', ''))[:12]})" if state == "done" else ""
             if rec.get("status") == "failed":
                 detail = f": {rec.get('reason')}"
             print(f"{name}: {state}{detail}", file=out)
-
-
-def _started(pid: int) -> float | None:
-    try:
-        return float(psutil.Process(pid).create_time())
-    except psutil.Error:
-        return None
-
-
-def _alive(pid: object, started: object) -> bool:
-    """The recorded process still runs (not a zombie, not a new process with a reused pid)."""
-    if not isinstance(pid, int):
-        return False
-    try:
-        proc = psutil.Process(pid)
-        return bool(proc.status() != psutil.STATUS_ZOMBIE and proc.create_time() == started)
-    except psutil.Error:
-        return False
-
-
-def check_overrides(plan: Plan) -> None:
-    """Compose every sweep stage's fixed overrides and grid against the schema (references left out)."""
-    from qbench.app.preflight import preflight
-    from qbench.app.schema import register_configs
-
-    register_configs()
-    for stage in plan.stages.values():
-        if not stage.is_sweep:
-            continue
-        fixed = [o for o in stage.overrides if not find_references(o)]
-        grid = [
-            f"{k}={','.join(_fmt(v) for v in values)}"
-            for k, values in stage.grid.items()
-            if not isinstance(values, str)
-        ]
-        try:
-            preflight(["-m", *fixed, *grid])
-        except UsageError as exc:
-            raise PlanError(f"plan {plan.path.name}: stage '{stage.name}': {exc}") from None

@@ -33,6 +33,7 @@ resolve only once the upstream stage has finished.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,9 +41,13 @@ from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from qbench.errors import PlanError
+from qbench.plan.reading import read_plan_yaml
+from qbench.plan.refs import REF, Reference, find_references
+from qbench.plan.safety import stage_problem
+from qbench.plan.where import where_problem
+
+__all__ = ["REF", "Plan", "Reference", "Stage", "find_references", "load_plan"]
 
 PLAN_KEYS = {"name", "description", "stages"}
 STAGE_KEYS = {"needs", "sweep", "analysis", "description"}
@@ -70,18 +75,10 @@ RECOMMENDATION_FIELDS = {
     "journal_mode",
     "synchronous",
 }
-REF = re.compile(r"\$\{(?:(around|beyond):)?([A-Za-z_][\w-]*)\.([A-Za-z_]\w*)(?:@([\w.]+)=([^}]+))?\}")
 _NAME = re.compile(r"^[A-Za-z_][\w-]*$")
-
-
-@dataclass(frozen=True)
-class Reference:
-    text: str
-    stage: str
-    field: str
-    # "" (the value), "around" or "beyond" (a list of grid values)
-    expand: str = ""
-    where: tuple[str, str] | None = None
+# bounds on what one plan may ask for (the file itself is bounded in qbench.plan.reading)
+MAX_STAGES = 100
+MAX_JOBS = 10_000
 
 
 @dataclass(frozen=True)
@@ -134,26 +131,13 @@ class Plan:
         return seen
 
 
-def find_references(text: str) -> list[Reference]:
-    return [
-        Reference(
-            m.group(0),
-            m.group(2),
-            m.group(3),
-            m.group(1) or "",
-            (m.group(4), m.group(5)) if m.group(4) else None,
-        )
-        for m in REF.finditer(text)
-    ]
-
-
 def _fail(path: Path, where: str, message: str) -> PlanError:
     return PlanError(f"plan {path.name}: {where}: {message}")
 
 
 def _stage(path: Path, name: str, raw: object) -> Stage:
     where = f"stage '{name}'"
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise _fail(path, where, "a stage name is letters, digits, '_' and '-'")
     if not isinstance(raw, dict):
         raise _fail(path, where, "expected a mapping with `sweep:` or `analysis:`")
@@ -178,7 +162,12 @@ def _stage(path: Path, name: str, raw: object) -> Stage:
         if analysis == "compare" and len(needs) != 2:
             raise _fail(path, where, "analysis 'compare' needs exactly two stages: baseline, candidate")
         return Stage(name, tuple(needs), analysis=str(analysis))
-    sweep = raw["sweep"] or {}
+    return _sweep(path, name, tuple(needs), raw["sweep"] or {})
+
+
+def _sweep(path: Path, name: str, needs: tuple[str, ...], sweep: object) -> Stage:
+    """A sweep stage: its overrides and grid, each checked against what a plan may set."""
+    where = f"stage '{name}'"
     if not isinstance(sweep, dict):
         raise _fail(path, where, "`sweep` must be a mapping with `overrides` and `grid`")
     unknown = set(sweep) - SWEEP_KEYS
@@ -190,23 +179,20 @@ def _stage(path: Path, name: str, raw: object) -> Stage:
     grid = sweep.get("grid", {}) or {}
     if not isinstance(grid, dict):
         raise _fail(path, where, "`sweep.grid` must map keys to lists of values")
+    grid = {str(key): values for key, values in grid.items()}
+    problem = stage_problem([str(o) for o in overrides], grid)
+    if problem:
+        raise _fail(path, where, problem)
     for key, values in grid.items():
-        if isinstance(values, str) and find_references(values):
+        if isinstance(values, str) and REF.fullmatch(values.strip()):
             continue
         if not isinstance(values, list) or not values:
             raise _fail(path, where, f"grid key '{key}' needs a non-empty list of values (or a reference)")
-    return Stage(name, tuple(needs), tuple(str(o) for o in overrides), dict(grid))
-
-
-def _read(path: Path) -> object:
-    """The parsed YAML of a plan file."""
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PlanError(f"plan {path}: no such file") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PlanError(f"plan {path.name}: not readable YAML ({first})") from None
+    # a reference expands to at most three values
+    jobs = math.prod(3 if isinstance(v, str) else len(v) for v in grid.values())
+    if jobs > MAX_JOBS:
+        raise _fail(path, where, f"the grid asks for {jobs:,} jobs; a stage may run at most {MAX_JOBS:,}")
+    return Stage(name, needs, tuple(str(o) for o in overrides), grid)
 
 
 def _order(path: Path, stages: Mapping[str, Stage]) -> tuple[str, ...]:
@@ -241,6 +227,10 @@ def _check_reference(plan: Plan, stage: Stage, upstream: set[str], ref: Referenc
             where,
             f"{ref.text}: {ref.expand} needs a numeric field ({', '.join(sorted(NUMERIC_FIELDS))})",
         )
+    if ref.where is not None:
+        problem = where_problem(*ref.where)
+        if problem:
+            raise _fail(plan.path, where, f"{ref.text}: {problem}")
 
 
 def load_plan(path: Path) -> Plan:
@@ -250,7 +240,7 @@ def load_plan(path: Path) -> Plan:
         PlanError: the first problem, in one line naming the stage.
     """
     path = Path(path)
-    raw = _read(path)
+    raw = read_plan_yaml(path)
     if not isinstance(raw, dict):
         raise _fail(path, "top level", "expected a mapping with `stages:`")
     unknown = set(raw) - PLAN_KEYS
@@ -261,14 +251,22 @@ def load_plan(path: Path) -> Plan:
     stages_raw = raw.get("stages")
     if not isinstance(stages_raw, dict) or not stages_raw:
         raise _fail(path, "top level", "`stages` must map stage names to stages")
+    if len(stages_raw) > MAX_STAGES:
+        raise _fail(path, "top level", f"{len(stages_raw)} stages; a plan may have at most {MAX_STAGES}")
     stages = {str(name): _stage(path, str(name), body) for name, body in stages_raw.items()}
     order = _order(path, stages)
     name = str(raw.get("name") or path.stem)
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise _fail(path, "top level", f"name '{name}' is not allowed (letters, digits, '_' and '-')")
     plan = Plan(name, path, stages, order)
     for stage in stages.values():
         upstream = plan.upstream(stage.name)
         for ref in stage.references():
             _check_reference(plan, stage, upstream, ref)
+        for text in stage.overrides:
+            for ref in find_references(text):
+                if ref.expand:
+                    raise _fail(
+                        path, f"stage '{stage.name}'", f"{ref.text} is a list of values: use it in `grid:`"
+                    )
     return plan

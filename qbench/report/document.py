@@ -2,15 +2,13 @@
 
 Every sentence is generated from the tables it summarises and carries its
 figure; nothing here knows what the data "should" show. Each section is
-written once into a :class:`_Doc` that renders Markdown and HTML side by
-side, so both always say the same thing. The PNG plots are drawn in
+written once into a :class:`~qbench.report.markup.Doc` that renders Markdown
+and HTML side by side, so both always say the same thing. The PNG plots are drawn in
 :mod:`qbench.report.plots`.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qbench.report.markup import Doc
 from qbench.report.plots import _DASH, Row, _Curve, _fitted_lines, _fmt, _num, _plots
 from qbench.results.writer import write_bytes
 
@@ -32,12 +31,6 @@ _STAT_SUFFIXES = ("_median", "_mean", "_stdev", "_ci_low", "_ci_high", "_cv", "_
 _EN, _TIMES = "\N{EN DASH}", "\N{MULTIPLICATION SIGN}"
 _SIGMA, _KAPPA = "\N{GREEK SMALL LETTER SIGMA}", "\N{GREEK SMALL LETTER KAPPA}"
 _LAMBDA, _ALPHA = "\N{GREEK SMALL LETTER LAMDA}", "\N{GREEK SMALL LETTER ALPHA}"
-_CSS = (
-    "body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;"
-    "line-height:1.45;color:#222}table{border-collapse:collapse;margin:1rem 0;font-size:.88rem}"
-    "th,td{border:1px solid #bbb;padding:.25rem .5rem;text-align:left}th{background:#eee}"
-    "img{max-width:100%}figcaption{font-style:italic;margin-bottom:1.5rem}"
-)
 
 
 def write_report(
@@ -48,6 +41,7 @@ def write_report(
     comparisons: pd.DataFrame,
     *,
     skipped: Sequence[tuple[str, str]] = (),
+    jobs: Sequence[tuple[str, str]] = (),
     sources: Sequence[str] = (),
     thresholds: Mapping[str, float] | None = None,
     fitted_points: pd.DataFrame | None = None,
@@ -58,14 +52,16 @@ def write_report(
     CSS, no external links. A plot with nothing to draw is skipped and the
     report says why. ``fitted_points`` (curve_id, model, workers, throughput_tps)
     are drawn as each curve's fitted lines; a curve without them joins its medians.
+    ``jobs`` (path, reason) are the jobs that failed or never finished: listed with the
+    reasons they recorded, before the other files left out (``skipped``, which may repeat them).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     th = dict(thresholds or {})
     curves, single = _curves(summary, scaling, fitted_points)
     plots, plot_notes = _plots(curves, single, summary, th)
     recs, fits, comps = _records(recommendations), _fit_rows(scaling), _records(comparisons)
-    doc = _Doc()
-    _overview(doc, summary, skipped, sources)
+    doc = Doc()
+    _overview(doc, summary, skipped, sources, jobs)
     doc.heading(2, "Key findings")
     doc.bullets(
         [_recommendation_finding(r, summary, th) for r in recs]
@@ -92,65 +88,6 @@ def write_report(
     written.append(write_bytes(out_dir / REPORT_MD, doc.markdown().encode()))
     written.append(write_bytes(out_dir / REPORT_HTML, doc.page().encode()))
     return written
-
-
-class _Doc:
-    """The report as Markdown and HTML at once, so the two never disagree."""
-
-    def __init__(self) -> None:
-        self.title = ""
-        self.md: list[str] = []
-        self.html: list[str] = []
-
-    def heading(self, level: int, text: str) -> None:
-        self.title = self.title or text
-        self.md.append(f"{'#' * level} {text}")
-        self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
-
-    def para(self, text: str) -> None:
-        self.md.append(text)
-        self.html.append(f"<p>{html.escape(text)}</p>")
-
-    def bullets(self, items: Sequence[str]) -> None:
-        self.md.append("\n".join(f"- {item}" for item in items))
-        self.html.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>")
-
-    def table(self, rows: Sequence[dict[str, str]], empty: str) -> None:
-        if not rows:
-            return self.para(empty)
-        headers, cells = list(rows[0]), [list(r.values()) for r in rows]
-        self.md.append("\n".join([_md_row(headers), "|" + " --- |" * len(headers), *map(_md_row, cells)]))
-        body = "".join(f"<tr>{_html_cells('td', c)}</tr>" for c in cells)
-        head = f"<thead><tr>{_html_cells('th', headers)}</tr></thead>"
-        self.html.append(f"<table>{head}<tbody>{body}</tbody></table>")
-
-    def image(self, name: str, caption: str, png: bytes) -> None:
-        alt = name.removeprefix("plot_").removesuffix(".png").replace("_", " ") + " plot"
-        self.md.append(f"![{alt}]({name})\n\n*{caption}*")
-        data = base64.b64encode(png).decode("ascii")
-        self.html.append(
-            f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-        )
-
-    def markdown(self) -> str:
-        return "\n\n".join(self.md) + "\n"
-
-    def page(self) -> str:
-        head = f'<meta charset="utf-8"><title>{html.escape(self.title)}</title><style>{_CSS}</style>'
-        return (
-            f'<!DOCTYPE html>\n<html lang="en"><head>{head}</head><body>\n'
-            + "\n".join(self.html)
-            + "\n</body></html>\n"
-        )
-
-
-def _md_row(values: Sequence[str]) -> str:
-    return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
-
-
-def _html_cells(tag: str, values: Sequence[str]) -> str:
-    return "".join(f"<{tag}>{html.escape(v)}</{tag}>" for v in values)
 
 
 # --- values ---------------------------------------------------------------------
@@ -258,7 +195,11 @@ def _comparison_cells(r: Row) -> dict[str, str]:
 
 
 def _overview(
-    doc: _Doc, summary: pd.DataFrame, skipped: Sequence[tuple[str, str]], sources: Sequence[str]
+    doc: Doc,
+    summary: pd.DataFrame,
+    skipped: Sequence[tuple[str, str]],
+    sources: Sequence[str],
+    jobs: Sequence[tuple[str, str]] = (),
 ) -> None:
     hosts = sorted({str(h) for h in summary["host"]})
     text = f"{len(summary):,} configurations on {len(hosts)} host(s) ({', '.join(hosts)})"
@@ -271,9 +212,14 @@ def _overview(
     if sources:
         doc.para(f"Results aggregated from {len(sources)} director{'ies' if len(sources) != 1 else 'y'}:")
         doc.bullets(list(sources))
-    if skipped:
-        doc.para(f"{len(skipped)} result file(s) left out:")
-        doc.bullets([f"{path}: {reason}" for path, reason in skipped])
+    if jobs:
+        doc.para(f"{len(jobs)} job(s) failed or did not finish; nothing of them is counted:")
+        doc.bullets([f"{path}: {reason}" for path, reason in jobs])
+    listed = {tuple(job) for job in jobs}
+    files = [entry for entry in skipped if tuple(entry) not in listed]
+    if files:
+        doc.para(f"{len(files)} result file(s) left out:")
+        doc.bullets([f"{path}: {reason}" for path, reason in files])
 
 
 def _recommendation_finding(r: Row, summary: pd.DataFrame, th: Mapping[str, float]) -> str:
@@ -352,7 +298,7 @@ def _bottleneck(r: Row) -> str:
     return f"{where}: {r.get('bottleneck')}: {evidence}. Confidence: {confidence}."
 
 
-def _method(doc: _Doc, th: Mapping[str, float]) -> None:
+def _method(doc: Doc, th: Mapping[str, float]) -> None:
     used = ", ".join(f"{k}={v:g}" for k, v in th.items()) or "none were passed to the report"
     doc.heading(2, "Method")
     doc.para(

@@ -1,12 +1,17 @@
 """Loading the metrics files of sweeps into one frame; bad files are listed, never counted.
 
-A file that is corrupt, truncated, of an unknown schema version, missing
-columns, or from a failed job is left out with its reason. Results from
-different hosts keep their ``host`` column, so nothing above pools them.
+A file that is not a regular file, corrupt, truncated, of an unknown schema
+version, missing columns, of the wrong column types, holding a value no
+statistic may take (see :mod:`qbench.results.validate`), from a failed job,
+or a copy of a job already counted (same ``run_id`` and ``job_num``) is left
+out with its reason. A job directory whose job did not finish ok is named
+with the reason it recorded. Results from different hosts keep their
+``host`` column, so nothing above pools them.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,24 +20,51 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from qbench.errors import AggregateError, ResultsError
+from qbench.errors import (
+    AggregateError,
+    JobFailedError,
+    ResultsError,
+    UnreadableResultsError,
+)
 from qbench.results.columns import IDENTITY_COLUMNS, MEASURE_COLUMNS, METRICS_FILE
+from qbench.results.files import HYDRA_DIR, absolute, one_line, walk_dirs
+from qbench.results.jobs import job_dirs, job_problem
 from qbench.results.readers import job_state, read_table
+from qbench.results.validate import check_values, conform, expected_fields
 
 IDENTITY = [c.name for c in IDENTITY_COLUMNS]
 MEASURES = [c.name for c in MEASURE_COLUMNS]
 REQUIRED = {*IDENTITY, *MEASURES, "workers"}
+
+Entry = tuple[str, str]
 
 
 @dataclass
 class Loaded:
     frame: pd.DataFrame
     files: list[Path] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    # every file or job left out, with its one-line reason (each list below is a part of it)
+    skipped: list[Entry] = field(default_factory=list)
+    # jobs that failed, were interrupted or never finished: (job directory or file, reason)
+    jobs: list[Entry] = field(default_factory=list)
+    # files that cannot be read as qbench results at all (corrupt, foreign, wrong types, ...)
+    unreadable: list[Entry] = field(default_factory=list)
+    # copies of a job already counted
+    duplicates: list[Entry] = field(default_factory=list)
+
+    def leave_out(self, path: Path, reason: str, kind: list[Entry] | None = None) -> None:
+        entry = (one_line(path, 4096), one_line(reason.removeprefix(f"{path}: ")))
+        self.skipped.append(entry)
+        if kind is not None:
+            kind.append(entry)
 
 
 def find_metrics(paths: Sequence[Path]) -> list[Path]:
-    """Every metrics.parquet under the given directories (a file path is taken as is).
+    """Every metrics.parquet under the given directories (a path that is no directory is taken as is).
+
+    Whatever is named metrics.parquet is returned, a FIFO or a directory too: the
+    reader refuses it with its reason. Symlinked directories are not entered; a file
+    reached under two names is returned once (under the first, made absolute).
 
     Raises:
         AggregateError: a path does not exist.
@@ -41,50 +73,166 @@ def find_metrics(paths: Sequence[Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if not path.exists():
-            raise AggregateError(f"{path}: no such file or directory")
-        if path.is_file():
-            found.append(path)
+            raise AggregateError(f"{one_line(path)}: no such file or directory")
+        if path.is_dir():
+            found.extend(d / METRICS_FILE for d, names in walk_dirs(path) if METRICS_FILE in names)
         else:
-            found.extend(sorted(path.rglob(METRICS_FILE)))
-    return sorted(dict.fromkeys(p.resolve() for p in found))
+            found.append(path)
+    unique: dict[Path, Path] = {}  # the same file under two names is read once
+    for p in found:
+        unique.setdefault(absolute(p), Path(os.path.abspath(p)))
+    return sorted(unique.values())
+
+
+def _job_status_problem(path: Path) -> None:
+    """Refuse a file in a Hydra job directory whose job did not finish ok."""
+    job_dir = path.parent
+    if os.path.isdir(job_dir / HYDRA_DIR) and (problem := job_problem(job_dir)) is not None:
+        raise JobFailedError(problem)
 
 
 def read_job_table(path: Path) -> pa.Table:
-    """One job's metrics, current schema, no file metadata.
+    """One job's metrics, checked and cast to the current schema, no file metadata.
 
     Raises:
-        ResultsError: unreadable, not qbench's, from a failed job, or missing columns.
+        UnreadableResultsError: not a regular file, unreadable, not qbench's, missing columns,
+            or columns of the wrong type.
+        JobFailedError: the job failed, was interrupted, or (in a Hydra job directory)
+            did not finish ok.
+        BadValueError: a value no statistic may take (see :mod:`qbench.results.validate`).
     """
+    _job_status_problem(Path(path))
     table, meta = read_table(path)
     status = job_state(meta)
-    if status.get("status") not in (None, "ok"):
-        raise ResultsError(f"job failed: {status.get('reason') or 'no reason recorded'}")
+    state = status.get("status")
+    if state not in (None, "ok"):
+        reason = one_line(status.get("reason") or "") or "no reason recorded"
+        ended = state if state in ("failed", "interrupted") else f"ended with status {one_line(state, 40)}"
+        raise JobFailedError(f"job {ended}: {reason}")
     missing = REQUIRED - set(table.column_names)
     if missing:
-        raise ResultsError(f"missing columns: {', '.join(sorted(missing))}")
-    return table.replace_schema_metadata(None)
+        raise UnreadableResultsError(f"missing columns: {', '.join(sorted(missing))}")
+    table = conform(table)
+    check_values(table)
+    return table
+
+
+def _read(path: Path) -> pa.Table | ResultsError:
+    try:
+        return read_job_table(path)
+    except ResultsError as exc:
+        return exc
+    except Exception as exc:  # a file from elsewhere never crashes aggregation: it is left out
+        return UnreadableResultsError(f"unreadable ({type(exc).__name__}: {one_line(exc, 200)})")
+
+
+class _Merger:
+    """The accepted tables, each job counted once, extra columns of one type across files."""
+
+    def __init__(self) -> None:
+        self.tables: list[pa.Table] = []
+        # (run_id, job_num) -> the file it came from and its (phase, iteration) rows
+        self.owners: dict[tuple[object, object], tuple[Path, frozenset[tuple[object, object]]]] = {}
+        # a column qbench does not know -> its type and the file that set it
+        self.extra: dict[str, tuple[pa.DataType, Path]] = {}
+
+    def duplicate(self, path: Path, table: pa.Table) -> str | None:
+        """Why ``table`` repeats a job already counted, or None."""
+        rows: dict[tuple[object, object], set[tuple[object, object]]] = {}
+        for r in table.select(["run_id", "job_num", "phase", "iteration"]).to_pylist():
+            rows.setdefault((r["run_id"], r["job_num"]), set()).add((r["phase"], r["iteration"]))
+        for (run_id, job_num), own in sorted(rows.items(), key=str):
+            if (run_id, job_num) in self.owners:
+                other, theirs = self.owners[(run_id, job_num)]
+                same = "the same iteration rows" if own == theirs else "other iteration rows"
+                ident = f"run_id {one_line(run_id, 80)} and job_num {job_num}"
+                return f"duplicate of {other}: same {ident}, {same}"
+        for key, own in rows.items():
+            self.owners[key] = (path, frozenset(own))
+        return None
+
+    def unify(self, path: Path, table: pa.Table) -> pa.Table:
+        """``table`` with its extra columns cast to the type the first file gave them.
+
+        Raises:
+            UnreadableResultsError: an extra column whose values do not fit that type.
+        """
+        known = expected_fields()
+        for entry in table.schema:
+            name = entry.name
+            if name in known or pa.types.is_null(entry.type):
+                continue
+            column = table.column(name)
+            seen = self.extra.setdefault(name, (column.type, path))
+            if seen[0].equals(column.type):
+                continue
+            try:
+                table = table.set_column(
+                    table.column_names.index(name), pa.field(name, seen[0]), column.cast(seen[0])
+                )
+            except (pa.ArrowException, ValueError, OverflowError):
+                raise UnreadableResultsError(
+                    f"column {one_line(name, 80)} has type {column.type} here, {seen[0]} in {seen[1]}"
+                ) from None
+        return table
+
+    def frame(self) -> pd.DataFrame:
+        if not self.tables:
+            return pd.DataFrame()
+        try:
+            return pa.concat_tables(self.tables, promote_options="default").to_pandas()
+        except (pa.ArrowException, ValueError, OverflowError) as exc:
+            raise AggregateError(f"the results files cannot be combined ({one_line(exc, 200)})") from None
+
+
+def _job_problems(paths: Sequence[Path], loaded: Loaded) -> set[Path]:
+    """List every Hydra job under ``paths`` that did not finish ok; return their directories."""
+    bad = set()
+    for job_dir in job_dirs(paths):
+        problem = job_problem(job_dir)
+        if problem is not None:
+            loaded.leave_out(job_dir, problem, loaded.jobs)
+            bad.add(job_dir)
+    return bad
+
+
+def _accept(loaded: Loaded, merger: _Merger, path: Path, result: pa.Table | ResultsError) -> None:
+    """Count one file's table, or list the file with the reason it is left out."""
+    kinds = {UnreadableResultsError: loaded.unreadable, JobFailedError: loaded.jobs}
+    if isinstance(result, ResultsError):
+        loaded.leave_out(path, str(result), kinds.get(type(result)))
+        return
+    try:
+        copy = merger.duplicate(path, result)
+        if copy is not None:
+            loaded.leave_out(path, copy, loaded.duplicates)
+            return
+        merger.tables.append(merger.unify(path, result))
+    except UnreadableResultsError as exc:
+        loaded.leave_out(path, str(exc), loaded.unreadable)
+        return
+    except Exception as exc:  # a file from elsewhere never crashes aggregation: it is left out
+        loaded.leave_out(path, f"unreadable ({type(exc).__name__}: {one_line(exc, 200)})", loaded.unreadable)
+        return
+    loaded.files.append(path)
 
 
 def load_results(paths: Sequence[Path]) -> Loaded:
-    """Read every metrics file under ``paths``; bad files are listed in ``skipped``, never counted."""
+    """Read every metrics file under ``paths``; bad files and jobs are listed in ``skipped``, never counted.
+
+    Raises:
+        AggregateError: a path does not exist.
+    """
     files = find_metrics(paths)
-    tables: list[pa.Table] = []
     loaded = Loaded(pd.DataFrame())
-
-    def read(path: Path) -> pa.Table | str:
-        try:
-            return read_job_table(path)
-        except ResultsError as exc:
-            return str(exc).removeprefix(f"{path}: ")
-
+    bad_jobs = _job_problems(paths, loaded)
+    files = [f for f in files if absolute(f.parent) not in bad_jobs]  # listed once, as its job
+    merger = _Merger()
     # pyarrow releases the GIL while it reads: a few threads overlap the per-file costs.
     with ThreadPoolExecutor(max_workers=4) as pool:
-        for path, result in zip(files, pool.map(read, files), strict=True):
-            if isinstance(result, str):
-                loaded.skipped.append((str(path), result))
-            else:
-                tables.append(result)
-                loaded.files.append(path)
-    if tables:
-        loaded.frame = pa.concat_tables(tables, promote_options="default").to_pandas()
+        for path, result in zip(files, pool.map(_read, files), strict=True):
+            _accept(loaded, merger, path, result)
+    loaded.frame = merger.frame()
+    for entries in (loaded.skipped, loaded.jobs, loaded.unreadable, loaded.duplicates):
+        entries.sort()
     return loaded

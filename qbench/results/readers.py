@@ -17,10 +17,16 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from qbench.errors import ResultsError
+from qbench.errors import UnreadableResultsError
 from qbench.results.columns import COLUMNS, META_SCHEMA_VERSION, META_STATUS, SCHEMA_VERSION, Column
+from qbench.results.files import MAX_STATUS_BYTES, one_line, read_regular
 
 Upgrade = Callable[[pa.Table], pa.Table]
+
+# Far above what any job writes (a hundred columns, one row per iteration), far below a hang.
+MAX_COLUMNS = 2_000
+MAX_ROWS = 1_000_000
+MAX_TABLE_BYTES = 1024 * 1024 * 1024
 
 
 def _annotate(table: pa.Table) -> pa.Table:
@@ -39,54 +45,96 @@ READERS: dict[str, Upgrade] = {
 }
 
 
+def _decode(path: Path, key: bytes, value: bytes) -> tuple[str, str]:
+    try:
+        return key.decode("utf-8"), value.decode("utf-8")
+    except UnicodeDecodeError:
+        name = one_line(key.decode("utf-8", errors="replace"))
+        raise UnreadableResultsError(f"{path}: metadata entry {name} is not valid UTF-8") from None
+
+
 def check_metadata(path: Path, raw: Mapping[bytes, bytes] | None) -> dict[str, str]:
     """The qbench entries of a file's key-value metadata, checked for a version qbench can read.
 
     Raises:
-        ResultsError: not a qbench file, or one of a version with no reader.
+        UnreadableResultsError: not a qbench file, one of a version with no reader, or
+            qbench metadata that is not valid UTF-8.
     """
-    meta = {k.decode(): v.decode() for k, v in (raw or {}).items() if k.startswith(b"qbench.")}
+    meta = dict(_decode(path, k, v) for k, v in (raw or {}).items() if k.startswith(b"qbench."))
     version = meta.get(META_SCHEMA_VERSION)
     if version is None:
-        raise ResultsError(f"{path}: not a qbench results file (no {META_SCHEMA_VERSION})")
+        raise UnreadableResultsError(f"{path}: not a qbench results file (no {META_SCHEMA_VERSION})")
     if version not in READERS:
         readable = ", ".join(sorted(READERS))
-        raise ResultsError(f"{path}: schema version {version}, this qbench reads versions {readable}")
+        raise UnreadableResultsError(
+            f"{path}: schema version {one_line(version, 40)}, this qbench reads versions {readable}"
+        )
     return meta
+
+
+def _open(path: Path) -> pq.ParquetFile:
+    """The Parquet file at ``path``, read whole from a regular file (never a FIFO or device)."""
+    data = read_regular(path)
+    try:
+        return pq.ParquetFile(pa.BufferReader(data))
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        raise UnreadableResultsError(f"{path}: not a readable Parquet file ({one_line(exc)})") from None
 
 
 def read_metadata(path: Path) -> dict[str, str]:
     """The qbench key-value metadata of a results file.
 
     Raises:
-        ResultsError: not a Parquet file, or not a qbench file of a readable schema version.
+        UnreadableResultsError: not a regular Parquet file, or not a qbench file of a readable
+            schema version.
     """
+    parquet = _open(path)
     try:
-        raw = pq.read_schema(path).metadata
-    except (OSError, pa.ArrowException) as exc:
-        raise ResultsError(f"{path}: not a readable Parquet file ({exc})") from None
+        raw = parquet.schema_arrow.metadata
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        raise UnreadableResultsError(f"{path}: not a readable Parquet file ({one_line(exc)})") from None
     return check_metadata(path, raw)
 
 
 def job_state(meta: Mapping[str, str]) -> dict[str, Any]:
-    """The job status stored in a file's metadata ({} when none was stored)."""
-    status = json.loads(meta.get(META_STATUS, "{}") or "{}")
-    return status if isinstance(status, dict) else {}
+    """The job status stored in a file's metadata ({} when none was stored).
+
+    Raises:
+        UnreadableResultsError: a stored status that is not a JSON object.
+    """
+    text = meta.get(META_STATUS, "") or "{}"
+    try:
+        status = json.loads(text) if len(text) <= MAX_STATUS_BYTES else None
+    except (ValueError, RecursionError):
+        status = None
+    if not isinstance(status, dict):
+        raise UnreadableResultsError(f"the job status in the metadata ({META_STATUS}) is not a JSON object")
+    return status
+
+
+def _check_size(path: Path, parquet: pq.ParquetFile) -> None:
+    meta = parquet.metadata
+    if meta.num_columns > MAX_COLUMNS:
+        raise UnreadableResultsError(f"{path}: {meta.num_columns:,} columns, more than {MAX_COLUMNS:,}")
+    if meta.num_rows > MAX_ROWS:
+        raise UnreadableResultsError(f"{path}: {meta.num_rows:,} rows, more than {MAX_ROWS:,}")
+    size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if size > MAX_TABLE_BYTES:
+        raise UnreadableResultsError(f"{path}: {size:,} bytes uncompressed, more than {MAX_TABLE_BYTES:,}")
 
 
 def read_table(path: Path) -> tuple[pa.Table, dict[str, str]]:
     """A results file's table, upgraded to the current schema, and its qbench metadata.
 
     Raises:
-        ResultsError: unreadable, not qbench's, or of a version with no reader.
+        UnreadableResultsError: not a regular file, unreadable, not qbench's, too large, or of a
+            version with no reader.
     """
+    parquet = _open(path)
     try:
-        parquet = pq.ParquetFile(path)
-    except (OSError, pa.ArrowException) as exc:
-        raise ResultsError(f"{path}: not a readable Parquet file ({exc})") from None
-    meta = check_metadata(path, parquet.schema_arrow.metadata)
-    try:
+        meta = check_metadata(path, parquet.schema_arrow.metadata)
+        _check_size(path, parquet)
         table = parquet.read()
-    except (OSError, pa.ArrowException) as exc:
-        raise ResultsError(f"{path}: unreadable ({exc})") from None
-    return READERS[meta[META_SCHEMA_VERSION]](table), meta
+        return READERS[meta[META_SCHEMA_VERSION]](table), meta
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        raise UnreadableResultsError(f"{path}: unreadable ({one_line(exc)})") from None

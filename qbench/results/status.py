@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from qbench.errors import UnreadableResultsError
 from qbench.kinds import JobState
+from qbench.results.files import MAX_STATUS_BYTES, read_regular
 from qbench.results.writer import write_bytes
 
 
@@ -48,9 +50,11 @@ class JobStatus:
         try:
             data = json.loads(text)
             state = JobState(data.pop("status"))
-        except (ValueError, TypeError, KeyError, AttributeError):
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
             return None
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "state"}
+        if not isinstance(known.get("reason", ""), str):
+            return None
         try:
             return cls(state, **known)
         except TypeError:
@@ -63,9 +67,13 @@ def write_status(job_dir: Path, status: JobStatus) -> Path:
 
 
 def read_status(job_dir: Path) -> JobStatus | None:
-    """The job's status; None when there is none or it cannot be read."""
+    """The job's status; None when there is none or it cannot be read.
+
+    Never blocks and never reads much: anything but a regular file of at most
+    a megabyte under that name (a FIFO, a directory, a huge file) is no status.
+    """
     try:
-        text = (Path(job_dir) / JobStatus.FILE).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        text = read_regular(Path(job_dir) / JobStatus.FILE, MAX_STATUS_BYTES).decode("utf-8")
+    except (UnreadableResultsError, UnicodeDecodeError):
         return None
     return JobStatus.from_json(text)

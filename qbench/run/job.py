@@ -5,62 +5,50 @@ never touches Hydra: the entry point hands it a frozen :class:`Config`. The
 workload, the executor and the queue come from their registries
 (:mod:`qbench.run.workloads`, :mod:`qbench.run.executors`,
 :mod:`qbench.run.queues`), by the kinds the config names.
+
+Every end a job can have is recorded in its directory: ``ok`` or ``failed``
+(the reason in one line; a livelock or an iteration timeout is a finding
+about the config, not a crash), or ``interrupted`` (Ctrl-C: the status and
+the rows measured so far are written, the database removed, then the
+``KeyboardInterrupt`` goes on). Its database files never outlive it, and
+those a ``kill -9`` left are removed by the next job (:mod:`qbench.run.leftovers`).
+How the results and the status are written: :mod:`qbench.run.outcome`; the
+row's columns: :mod:`qbench.run.row`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import statistics
+import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from qbench import __version__
 from qbench.errors import QbenchError, ResultsError
-from qbench.kinds import JobState, MetricsLevel, Phase
-from qbench.results.columns import (
-    META_CONFIG,
-    META_SCHEMA_VERSION,
-    META_STATUS,
-    META_SYSINFO,
-    META_VERSION,
-    METRICS_FILE,
-    SCHEMA_VERSION,
-    build_table,
-)
-from qbench.results.status import JobStatus, write_status
-from qbench.results.writer import write_new_file
+from qbench.kinds import MetricsLevel, Phase
+from qbench.results.columns import METRICS_FILE
 from qbench.run.audit import AuditResult, audit_drain
 from qbench.run.ceiling import Ceiling, measure_ceiling
-from qbench.run.database import Backlog, DatabaseCheck, check_database, remove_database
+from qbench.run.database import Backlog, DatabaseCheck, check_database
 from qbench.run.executors import DrainResult, executor_for
-from qbench.run.metrics import DrainStats, ResourceMonitor, max_ms, percentiles_ms
+from qbench.run.leftovers import claim_database, database_name, release_database, remove_leftovers
+from qbench.run.metrics import ResourceMonitor
+from qbench.run.outcome import JobOutcome, JobRecord, finish, record_interrupt
 from qbench.run.pragmas import connection_settings
 from qbench.run.progress import Progress
 from qbench.run.queues import make_queue
+from qbench.run.row import Row, audit_columns, ceiling_columns, measure_columns
 from qbench.run.sysinfo import collect_sysinfo, network_fs_warning
 from qbench.run.workloads import Bench, Workload, workload_for
-from qbench.settings import Config, effective_busy_timeout_ms, flatten
+from qbench.settings import Config, flatten
 
 log = logging.getLogger(__name__)
 
-Row = dict[str, Any]
-
-
-@dataclass
-class JobOutcome:
-    ok: bool
-    # one line: why the job failed, empty when ok
-    reason: str
-    metrics_path: Path | None
-    # median throughput of the measured iterations (the sweep objective)
-    throughput_tps: float | None
-    rows: list[Row] = field(default_factory=list)
+__all__ = ["JobOutcome", "run_job"]
 
 
 @dataclass(frozen=True)
@@ -96,34 +84,44 @@ def run_job(
         redacted: config columns whose values must not be copied into results.
 
     Returns:
-        The outcome; a failed audit or a failed iteration gives ``ok=False`` with
-        the reason, and the rows measured so far are still written.
+        The outcome; a failed audit or a failed iteration (a timeout, a livelock) gives
+        ``ok=False`` with the reason, and the rows measured so far are still written.
 
     Raises:
-        ResultsError: ``metrics.parquet`` is already there (nothing is overwritten).
+        ResultsError: ``metrics.parquet`` is already there (nothing is overwritten), or the
+            results could not be written (the OS's error in the message; ``job_status.json``
+            records the failure when it still can be written).
         ConfigError: the config names a workload, executor or queue kind with no implementation.
+        KeyboardInterrupt: re-raised once ``job_status.json`` says ``interrupted``, the rows
+            measured so far are written and the database is removed.
     """
     job_dir = Path(job_dir)
     if (job_dir / METRICS_FILE).exists():
         raise ResultsError(f"{job_dir / METRICS_FILE} already exists; qbench never overwrites results")
     db_dir = Path(cfg.db.dir) if cfg.db.dir else job_dir
-    sysinfo = collect_sysinfo(db_dir)
-    warning = network_fs_warning(sysinfo)
-    if warning:
-        log.warning("!" * 72 + "\n%s\n" + "!" * 72, warning)
-    job = _setup(cfg, db_dir, sysinfo, job_num, redacted or {})
+    out = JobRecord(job_dir, job_num, uuid.uuid4().hex, config_yaml, datetime.now(UTC), time.perf_counter())
     rows: list[Row] = []
-    failure = _run_iterations(job, rows)
-    return _finish(job, job_dir, rows, failure, sysinfo, config_yaml)
+    try:
+        remove_leftovers(db_dir, own=db_dir.resolve() == job_dir.resolve())
+        if db_dir.resolve() != job_dir.resolve():
+            remove_leftovers(job_dir, own=True)
+        out.sysinfo = collect_sysinfo(db_dir)
+        warning = network_fs_warning(out.sysinfo)
+        if warning:
+            log.warning("!" * 72 + "\n%s\n" + "!" * 72, warning)
+        job = _setup(cfg, db_dir, out, redacted or {})
+        failure = _run_iterations(job, rows)
+    except KeyboardInterrupt as exc:
+        record_interrupt(out, rows, exc)
+        raise
+    return finish(out, rows, failure)
 
 
-def _setup(
-    cfg: Config, db_dir: Path, sysinfo: Mapping[str, Any], job_num: int, redacted: Mapping[str, str]
-) -> _Job:
-    run_id = uuid.uuid4().hex
+def _setup(cfg: Config, db_dir: Path, out: JobRecord, redacted: Mapping[str, str]) -> _Job:
+    assert out.sysinfo is not None
     bench = Bench(
         cfg=cfg,
-        db_path=db_dir / f"qbench-{run_id[:12]}.db",
+        db_path=db_dir / database_name(out.run_id),
         queue=make_queue(cfg),
         settings=connection_settings(cfg),
         executor=executor_for(cfg),
@@ -133,22 +131,27 @@ def _setup(
     for key, replacement in redacted.items():
         if key in config_columns:
             config_columns[key] = replacement
+    out.config_columns = config_columns
     return _Job(
         cfg=cfg,
-        job_num=job_num,
-        run_id=run_id,
-        host=str(sysinfo.get("host") or "unknown"),
+        job_num=out.job_num,
+        run_id=out.run_id,
+        host=str(out.sysinfo.get("host") or "unknown"),
         bench=bench,
         workload=workload_for(cfg),
         config_columns=config_columns,
-        progress=Progress(f"[job {job_num}]"),
+        progress=Progress(f"[job {out.job_num}]"),
     )
 
 
 def _run_iterations(job: _Job, rows: list[Row]) -> str:
-    """The ceiling, then every iteration, appending each row; why the job failed, or ''."""
+    """The ceiling, then every iteration, appending each row; why the job failed, or ''.
+
+    The database is removed (or, with ``db.keep``, kept and marked so) however this ends.
+    """
     cfg = job.cfg
     try:
+        claim_database(job.bench.db_path)
         ceiling = _ceiling(job)
         for iteration in range(cfg.warmup + cfg.iterations):
             row, failure = _iteration(job, iteration, ceiling)
@@ -165,8 +168,7 @@ def _run_iterations(job: _Job, rows: list[Row]) -> str:
         return f"{type(exc).__name__}: {exc}"
     finally:
         job.progress.clear()
-        if not cfg.db.keep:
-            remove_database(job.bench.db_path)
+        release_database(job.bench.db_path, keep=cfg.db.keep)
 
 
 def _ceiling(job: _Job) -> Ceiling | None:
@@ -200,11 +202,11 @@ def _iteration(job: _Job, iteration: int, ceiling: Ceiling | None) -> tuple[Row,
         "phase": str(phase),
         "started_at": started_at,
         **job.config_columns,
-        **_measure_columns(cfg, drain, backlog),
-        **_audit_columns(check, audit),
+        **measure_columns(cfg, drain, backlog),
+        **audit_columns(check, audit),
     }
     if ceiling is not None:
-        row.update(_ceiling_columns(ceiling, row["throughput_tps"]))
+        row.update(ceiling_columns(ceiling, row["throughput_tps"]))
     if not audit.ok:
         return row, f"audit failed in iteration {iteration} ({phase}): {audit.message}"
     if not check.integrity_ok:
@@ -239,118 +241,3 @@ def _check(job: _Job, drain: DrainResult) -> tuple[DatabaseCheck, AuditResult]:
         expected_done_rows=job.cfg.history_rows + job.cfg.tasks,
     )
     return check, audit
-
-
-def _measure_columns(cfg: Config, drain: DrainResult, backlog: Backlog) -> Row:
-    stats, usage, duration = drain.stats, drain.usage, drain.duration_s
-    assert usage is not None  # the drive was given a monitor
-    completed = sum(1 for a in stats.acks if a)
-    tps = completed / duration if duration > 0 else None
-    row: Row = {
-        "pool_connections": drain.pool_connections,
-        "busy_timeout_effective_ms": effective_busy_timeout_ms(cfg),
-        "setup_s": backlog.setup_s,
-        "enqueue_s": backlog.enqueue_s,
-        "duration_s": duration,
-        "tasks_completed": completed,
-        "throughput_tps": tps,
-        "efficiency_tps_per_worker": tps / cfg.workers if tps is not None else None,
-        "transactions": stats.transactions,
-        "retries": stats.retries,
-        "busy_total": stats.busy_total,
-        "busy_rate": stats.busy_total / stats.transactions if stats.transactions else 0.0,
-        "claims_empty": stats.claims_empty,
-        "claims_given_up": stats.claims_given_up,
-        "acks_rejected": stats.acks_rejected,
-        "acks_given_up": stats.acks_given_up,
-        "cpu_user_s": usage.cpu_user_s,
-        "cpu_sys_s": usage.cpu_sys_s,
-        "cpu_util_cores": (usage.cpu_user_s + usage.cpu_sys_s) / duration if duration > 0 else None,
-        "rss_peak_bytes": usage.rss_peak_bytes,
-        "io_read_bytes": usage.io_read_bytes,
-        "io_write_bytes": usage.io_write_bytes,
-        "wal_size_max_bytes": usage.wal_size_max_bytes,
-    }
-    row.update({f"busy_phase_{phase}": n for phase, n in stats.busy_by_phase.items()})
-    row.update({f"busy_code_{code}": n for code, n in stats.busy_by_code.items()})
-    if cfg.metrics.level is MetricsLevel.FULL:
-        row.update(_timing_columns(stats))
-    return row
-
-
-def _timing_columns(stats: DrainStats) -> Row:
-    """Waits and latencies: only with metrics.level=full (null otherwise)."""
-    row: Row = {
-        "lock_wait_total_s": sum(stats.lock_wait_s),
-        "lock_wait_p99_ms": percentiles_ms(stats.lock_wait_s, [99])[0],
-        "pool_wait_total_s": sum(stats.pool_wait_s),
-        "pool_wait_p99_ms": percentiles_ms(stats.pool_wait_s, [99])[0],
-    }
-    for name, values in (
-        ("claim_latency", stats.claim_latency_s),
-        ("service_latency", stats.service_s),
-        ("e2e_latency", stats.e2e_s),
-    ):
-        p50, p95, p99 = percentiles_ms(values, [50, 95, 99])
-        row.update({f"{name}_p50_ms": p50, f"{name}_p95_ms": p95, f"{name}_p99_ms": p99})
-    row["service_latency_max_ms"] = max_ms(stats.service_s)
-    row["e2e_latency_max_ms"] = max_ms(stats.e2e_s)
-    return row
-
-
-def _audit_columns(check: DatabaseCheck, audit: AuditResult) -> Row:
-    return {
-        "db_size_bytes": check.db_size_bytes,
-        "tasks_enqueued": audit.tasks_enqueued,
-        "tasks_acked": audit.tasks_acked,
-        "tasks_lost": audit.tasks_lost,
-        "tasks_duplicated": audit.tasks_duplicated,
-        "tasks_redelivered": audit.tasks_redelivered,
-        "tasks_acked_twice": audit.tasks_acked_twice,
-        "acks_unknown": audit.acks_unknown,
-        "tasks_double_handed": audit.tasks_double_handed,
-        "audit_ok": audit.ok,
-        "integrity_ok": check.integrity_ok,
-    }
-
-
-def _ceiling_columns(ceiling: Ceiling, throughput_tps: float | None) -> Row:
-    return {
-        "ceiling_tps": ceiling.tps,
-        "ceiling_enqueue_us": ceiling.enqueue_us,
-        "ceiling_claim_us": ceiling.claim_us,
-        "ceiling_ack_us": ceiling.ack_us,
-        "harness_efficiency": (throughput_tps or 0.0) / ceiling.tps,
-    }
-
-
-def _finish(
-    job: _Job, job_dir: Path, rows: list[Row], failure: str, sysinfo: Mapping[str, Any], config_yaml: str
-) -> JobOutcome:
-    """Write ``metrics.parquet`` (when any row was measured) and ``job_status.json``."""
-    measured = [r["throughput_tps"] for r in rows if r["phase"] == Phase.MEASURE and r["throughput_tps"]]
-    median_tps = statistics.median(measured) if measured else None
-    state = JobState.FAILED if failure else JobState.OK
-    metadata = {
-        META_SCHEMA_VERSION: SCHEMA_VERSION,
-        META_VERSION: __version__,
-        META_CONFIG: config_yaml,
-        META_SYSINFO: json.dumps(sysinfo, sort_keys=True, default=str),
-        META_STATUS: json.dumps({"status": str(state), "reason": failure}),
-    }
-    written: Path | None = None
-    if rows:
-        written = job_dir / METRICS_FILE
-        write_new_file(written, build_table(rows, job.config_columns, metadata))
-    write_status(
-        job_dir,
-        JobStatus(
-            state,
-            failure,
-            job_num=job.job_num,
-            run_id=job.run_id,
-            metrics=METRICS_FILE if written else None,
-            throughput_tps_median=median_tps,
-        ),
-    )
-    return JobOutcome(not failure, failure, written, median_tps, rows)

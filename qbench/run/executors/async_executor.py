@@ -8,12 +8,21 @@ extended code, and handled by the busy policy: ``native`` retries at once
 backoff with full jitter first. A transaction that exhausts its retries is
 given up: a given-up claim is simply tried again, a given-up ack leaves the
 lease to expire so the task is redelivered (at-least-once).
+
+Two guards run beside the workers, never inside their loop. The iteration
+deadline (``iteration_timeout_s``) holds for every service kind: the ``cpu``
+service's busy work, which holds the event loop, stops at the deadline (and
+at Ctrl-C). The watchdog (``watchdog_s``) wakes about once a second and
+fails the drain as a livelock when no task got its first ack for
+``watchdog_s`` seconds while the busy errors grew at every wake-up; a drain
+that is merely slow (long service times, no busy errors) is never one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import random
 import time
 from collections.abc import Callable
@@ -21,8 +30,9 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from qbench.errors import DrainTimeoutError
+from qbench.errors import DrainTimeoutError, LivelockError
 from qbench.kinds import BusyPolicy, ServiceKind
+from qbench.run.executors.interrupts import Interrupts, run_interruptibly
 from qbench.run.executors.pool import ConnectionPool
 from qbench.run.executors.protocol import DrainResult, DrainSpec, ProgressSink
 from qbench.run.metrics import DrainStats, ResourceMonitor, ResourceUsage
@@ -42,6 +52,10 @@ class _Drain:
         self.done = asyncio.Event()
         self.t_start = 0.0
         self.t_last_ack = 0.0
+        # perf_counter time at which the iteration times out: cpu service stops there
+        self.deadline = math.inf
+        # the task running the drain: cancelled on Ctrl-C (see qbench.run.executors.interrupts)
+        self.main: asyncio.Task[Any] | None = None
         self.next_requeue_at = 0.0
         self._tokens = itertools.count(1)
         self._rng = random.Random(0x9B)
@@ -94,8 +108,11 @@ class _Drain:
         if kind is ServiceKind.SLEEP:
             await asyncio.sleep(seconds)
         elif kind is ServiceKind.CPU:
-            end = time.perf_counter() + seconds
-            while time.perf_counter() < end:
+            # Busy work holds the event loop: nothing else runs until it ends, so it ends
+            # at the iteration's deadline and on Ctrl-C, not only when its time is served.
+            end = min(time.perf_counter() + seconds, self.deadline)
+            main = self.main
+            while time.perf_counter() < end and not (main is not None and main.cancelling()):
                 pass
 
     async def _idle(self) -> None:
@@ -216,37 +233,97 @@ async def _drain(
     queue: QueueUnderTest,
     on_progress: ProgressSink | None,
     monitor: ResourceMonitor | None,
+    interrupts: Interrupts,
 ) -> DrainResult:
+    interrupts.attach()
     pool = await ConnectionPool.open(str(spec.db_path), spec.pool_size, spec.settings)
     usage: ResourceUsage | None = None
     try:
         drain = _Drain(spec, queue, pool)
-        reporter = None
+        drain.main = interrupts.main
         if monitor is not None:
             monitor.start()
-        drain.t_start = time.perf_counter()
-        tasks = [asyncio.create_task(drain.worker()) for _ in range(spec.workers)]
-        if on_progress is not None:
-            reporter = asyncio.create_task(_report(drain, on_progress))
-        timed_out = False
         try:
-            await asyncio.wait_for(asyncio.gather(*tasks), spec.timeout_s)
-        except TimeoutError:
-            timed_out = True
+            drain.t_start = time.perf_counter()
+            drain.deadline = drain.t_start + spec.timeout_s
+            timed_out, livelock = await _run_workers(drain, on_progress)
         finally:
-            for task in tasks:
-                task.cancel()
-            if reporter is not None:
-                reporter.cancel()
-            await asyncio.gather(*tasks, *([reporter] if reporter else []), return_exceptions=True)
             if monitor is not None:
                 usage = monitor.stop()
         end = drain.t_last_ack if drain.acked_unique else time.perf_counter()
-        return DrainResult(drain.stats, end - drain.t_start, len(pool), timed_out, usage)
+        return DrainResult(drain.stats, end - drain.t_start, len(pool), timed_out, usage, livelock)
     finally:
         if monitor is not None and usage is None:
             monitor.stop()  # the sampler thread must not outlive a failed drain
         await pool.close()
+
+
+async def _run_workers(drain: _Drain, on_progress: ProgressSink | None) -> tuple[bool, LivelockError | None]:
+    """Run the workers until every task is acknowledged, the deadline passes or the watchdog fires.
+
+    Returns:
+        (timed out, the livelock the watchdog found or None); a worker's exception propagates.
+    """
+    spec = drain.spec
+    workers = [asyncio.create_task(drain.worker()) for _ in range(spec.workers)]
+    everyone = asyncio.gather(*workers)
+    helpers = []
+    if on_progress is not None:
+        helpers.append(asyncio.create_task(_report(drain, on_progress)))
+    watchdog = asyncio.create_task(_watchdog(drain, spec.watchdog_s)) if spec.watchdog_s > 0 else None
+    try:
+        waiting: set[asyncio.Future[Any]] = {everyone} if watchdog is None else {everyone, watchdog}
+        done, _ = await asyncio.wait(waiting, timeout=spec.timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        if everyone in done:
+            everyone.result()
+            return False, None
+        if watchdog is not None and watchdog in done:
+            return False, watchdog.result()
+        return True, None
+    finally:
+        everyone.cancel()
+        for task in (*workers, *helpers, *([watchdog] if watchdog else [])):
+            task.cancel()
+        await asyncio.gather(*workers, *helpers, *([watchdog] if watchdog else []), return_exceptions=True)
+        if everyone.done() and not everyone.cancelled():
+            everyone.exception()  # retrieved: a worker's error is raised above, never logged twice
+
+
+async def _watchdog(drain: _Drain, window_s: float) -> LivelockError:
+    """Wake about once a second; return once no task got its first ack for ``window_s``
+    seconds while the busy errors grew at every wake-up.
+
+    A wake-up with no new busy error, with a new first ack, or one that came late
+    (the event loop was held, e.g. by cpu service, so nothing can be judged) starts
+    the window again.
+    """
+    stats = drain.stats
+    tick = min(1.0, max(0.05, window_s / 4))
+    last = since = time.perf_counter()
+    acked = drain.acked_unique
+    busy_since = busy_last = stats.busy_total
+    while True:
+        await asyncio.sleep(tick)
+        now, busy = time.perf_counter(), stats.busy_total
+        late = now - last > 2 * tick + 0.1
+        if late or busy == busy_last or drain.acked_unique != acked:
+            since, acked, busy_since = now, drain.acked_unique, busy
+        elif now - since >= window_s:
+            return _livelock(drain, now - since, busy - busy_since)
+        last, busy_last = now, busy
+
+
+def _livelock(drain: _Drain, window_s: float, busy: int) -> LivelockError:
+    spec = drain.spec
+    return LivelockError(
+        f"livelock: 0 acks in {window_s:.1f} s, {busy:,} busy retries"
+        f" ({drain.acked_unique} of {spec.tasks} tasks acknowledged; the workers keep colliding"
+        f" and none gets through; watchdog_s={spec.watchdog_s:g})",
+        acked=drain.acked_unique,
+        tasks=spec.tasks,
+        window_s=window_s,
+        busy=busy,
+    )
 
 
 async def _report(drain: _Drain, on_progress: ProgressSink) -> None:
@@ -267,8 +344,13 @@ def run_drain(
 
     Raises:
         DrainTimeoutError: the backlog was not drained within ``spec.timeout_s``.
+        LivelockError: no task got its first ack for ``spec.watchdog_s`` while busy errors grew.
+        KeyboardInterrupt: Ctrl-C (or a handled SIGTERM): raised once every connection is closed
+            (:mod:`qbench.run.executors.interrupts`).
     """
-    result = asyncio.run(_drain(spec, queue, on_progress, monitor))
+    result = run_interruptibly(lambda interrupts: _drain(spec, queue, on_progress, monitor, interrupts))
+    if result.livelock is not None:
+        raise result.livelock
     if result.timed_out:
         hint = ""
         if result.stats.acks_rejected:

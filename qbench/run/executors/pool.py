@@ -1,8 +1,15 @@
-"""A FIFO pool of aiosqlite connections: one transaction per connection at a time."""
+"""A FIFO pool of aiosqlite connections: one transaction per connection at a time.
+
+Each aiosqlite connection runs its own thread. Those threads are made daemon
+threads and every one is stopped when the pool closes, even when the close
+is cancelled half-way (Ctrl-C): no connection thread keeps the process
+alive after an interrupt.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import deque
 
 import aiosqlite
@@ -27,12 +34,13 @@ class ConnectionPool:
             for _ in range(size):
                 # isolation_level=None: qbench issues BEGIN/COMMIT itself; timeout is
                 # set by PRAGMA busy_timeout in configure().
-                conn = await aiosqlite.connect(db_path, isolation_level=None)
+                pending = aiosqlite.connect(db_path, isolation_level=None)
+                _daemon(pending)
+                conn = await pending
                 connections.append(conn)
                 await run_async(conn, configure(settings))
         except BaseException:
-            for conn in connections:
-                await conn.close()
+            await _close_all(connections)
             raise
         return cls(connections)
 
@@ -55,5 +63,26 @@ class ConnectionPool:
         self._free.append(conn)
 
     async def close(self) -> None:
-        for conn in self._all:
+        """Close every connection (statements in flight finish first); each thread ends."""
+        await _close_all(self._all)
+
+
+def _daemon(conn: aiosqlite.Connection) -> None:
+    """Make the connection's thread, not yet started, a daemon thread."""
+    thread = conn if isinstance(conn, threading.Thread) else getattr(conn, "_thread", None)
+    if isinstance(thread, threading.Thread) and not thread.is_alive():
+        thread.daemon = True
+
+
+async def _close_all(connections: list[aiosqlite.Connection]) -> None:
+    """Close each connection in turn (its statement in flight finishes first).
+
+    Cancelled or failing half-way, it still closes the others and waits for them, so
+    no connection thread is left to report to an event loop that is gone.
+    """
+    for index, conn in enumerate(connections):
+        try:
             await conn.close()
+        except BaseException:
+            await asyncio.gather(*(rest.close() for rest in connections[index + 1 :]), return_exceptions=True)
+            raise

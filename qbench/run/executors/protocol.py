@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from qbench.errors import LivelockError
 from qbench.kinds import BusyPolicy, MetricsLevel, ServiceKind
 from qbench.run.metrics import DrainStats, ResourceMonitor, ResourceUsage
 from qbench.run.pragmas import ConnectionSettings, connection_settings
@@ -42,6 +43,8 @@ class DrainSpec:
     timeout_s: float
     # per-event timings (latencies, lock and pool waits); False = counts and duration only
     timings: bool = True
+    # seconds with no new first ack while busy errors keep growing: a livelock; 0 = no watchdog
+    watchdog_s: float = 0.0
 
 
 @dataclass
@@ -53,6 +56,8 @@ class DrainResult:
     timed_out: bool
     # CPU, IO, RSS and WAL over the workers' run only (not pool opening or closing)
     usage: ResourceUsage | None = None
+    # the watchdog stopped the drain: no first ack for watchdog_s while busy errors grew
+    livelock: LivelockError | None = None
 
 
 class Executor(Protocol):
@@ -68,6 +73,8 @@ class Executor(Protocol):
 
         Raises:
             DrainTimeoutError: the tasks were not all acknowledged within ``spec.timeout_s``.
+            LivelockError: no task got its first ack for ``spec.watchdog_s`` seconds while
+                the busy errors kept growing (0 disables the watchdog).
         """
         ...
 
@@ -91,4 +98,5 @@ def drain_spec(cfg: Config, db_path: Path, first_id: int) -> DrainSpec:
         lease_s=cfg.queue.lease_s,
         timeout_s=cfg.iteration_timeout_s,
         timings=cfg.metrics.level is MetricsLevel.FULL,
+        watchdog_s=cfg.watchdog_s,
     )

@@ -52,5 +52,6 @@ class Workload(Protocol):
 
         Raises:
             DrainTimeoutError: not within ``iteration_timeout_s``.
+            LivelockError: no first ack for ``watchdog_s`` seconds while busy errors kept growing.
         """
         ...

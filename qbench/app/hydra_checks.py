@@ -1,0 +1,135 @@
+"""Checks of Hydra's own settings and flags that Hydra itself leaves to run time.
+
+Each of these passed composition and then failed (with a traceback) once
+Hydra started: two commands at once (``-r -m``), a launcher, sweeper or
+callback that cannot be built, a logging level that does not exist, a batch
+size the sweeper asserts on, a config group given a list or null, an empty
+output directory.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from hydra.core.override_parser.types import Override, ValueType
+from hydra.experimental.callback import Callback
+from hydra.plugins.launcher import Launcher
+from hydra.plugins.sweeper import Sweeper
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+
+from qbench.errors import ConfigError, UsageError
+
+_DIR_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")
+_COMMANDS = "-r/--run, -m/--multirun, --cfg, --info, -sc/--shell-completion"
+
+
+def _refuse(key: str, value: object, allowed: str) -> UsageError:
+    return UsageError(str(ConfigError(key, value, allowed)))
+
+
+def check_command(args: Any) -> None:
+    """Hydra's flags that cannot go together (Hydra raises a ValueError with a traceback)."""
+    given = [
+        flag
+        for flag, on in (
+            ("--run", bool(args.run)),
+            ("--multirun", bool(args.multirun)),
+            ("--cfg", args.cfg is not None),
+            ("--info", args.info is not None),
+            ("--shell-completion", bool(args.shell_completion)),
+        )
+        if on
+    ]
+    if len(given) > 1:
+        raise UsageError(f"{' '.join(given)} together is not allowed: choose one of {_COMMANDS}")
+    if args.resolve and args.cfg is None and not args.help:
+        raise UsageError("--resolve alone is not allowed: it goes with --cfg or --help")
+
+
+def check_overrides(parsed: list[Override], group_options: Callable[[str], list[str]]) -> None:
+    """Override forms Hydra accepts and then mis-reads or fails on."""
+    for override in parsed:
+        key = override.key_or_group
+        text = (override.input_line or "").partition("=")[2]
+        if key in _DIR_KEYS and not override.is_delete() and not text.strip().strip("'\""):
+            raise _refuse(key, text, "expected a directory")
+        if override.value_type == ValueType.ELEMENT and isinstance(override.value(), list | dict):
+            options = group_options(key)
+            if options:
+                raise _refuse(
+                    key, text, f"expected one option of {', '.join(options)} (to sweep: -m {key}=a,b)"
+                )
+
+
+def _build_check(key: str, node: Any, base: type) -> None:
+    """``node`` can be instantiated as a ``base``: a mapping whose ``_target_`` takes its keys."""
+    if not isinstance(node, DictConfig) or not isinstance(node.get("_target_"), str):
+        raise _refuse(
+            key, OmegaConf.to_container(node) if isinstance(node, DictConfig) else node, _target(base)
+        )
+    target = str(node["_target_"])
+    try:
+        cls = get_class(target)
+    except Exception:
+        raise _refuse(f"{key}._target_", target, f"expected an importable {base.__name__} class") from None
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise _refuse(f"{key}._target_", target, f"expected a subclass of {base.__name__}")
+    params = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    raw = OmegaConf.to_container(node, resolve=False)
+    assert isinstance(raw, dict)
+    for name, value in raw.items():
+        if name != "_target_" and str(name) not in params:
+            raise _refuse(f"{key}.{name!s}", value, f"{cls.__name__} takes: {', '.join(params) or 'no keys'}")
+
+
+def _target(base: type) -> str:
+    return f"expected a mapping with the _target_ of a {base.__name__}"
+
+
+def _levels(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "level":
+                yield f"{path}.{key}", value
+            else:
+                yield from _levels(value, f"{path}.{key}")
+
+
+def _check_logging(base: DictConfig) -> None:
+    known = logging.getLevelNamesMapping()
+    for section in ("hydra.job_logging", "hydra.hydra_logging"):
+        node = OmegaConf.select(base, section, default=None)
+        if node is None:
+            continue
+        for key, level in _levels(OmegaConf.to_container(node, resolve=False), section):
+            if isinstance(level, str) and "${" in level:
+                continue  # resolved only while the job runs
+            if not (isinstance(level, int) and not isinstance(level, bool)) and str(level) not in known:
+                raise _refuse(key, level, f"allowed: {', '.join(sorted(known, key=known.__getitem__))}")
+
+
+def check_hydra_node(base: DictConfig, multirun: bool) -> None:
+    """Hydra's settings that only fail once Hydra runs: refuse them now, in one line."""
+    _build_check("hydra.launcher", base.hydra.get("launcher"), Launcher)
+    if multirun:
+        _build_check("hydra.sweeper", base.hydra.get("sweeper"), Sweeper)
+        batch = OmegaConf.select(base, "hydra.sweeper.max_batch_size", default=None)
+        if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+            raise _refuse("hydra.sweeper.max_batch_size", batch, "expected null or an integer >= 1")
+    callbacks = base.hydra.get("callbacks") or {}
+    for name in callbacks:
+        if callbacks[name] is None:
+            raise _refuse(
+                f"hydra.callbacks.{name}",
+                None,
+                "expected a callback (to drop it: ~hydra.callbacks.NAME; aggregation: "
+                "hydra.callbacks.aggregate.enabled=false)",
+            )
+        _build_check(f"hydra.callbacks.{name}", callbacks[name], Callback)
+    _check_logging(base)
