@@ -98,4 +98,10 @@ class AggregateCallback(Callback):
             return
         for path, reason in result.loaded.skipped:
             log.warning("aggregation left out %s: %s", path, reason)
-        log.info("aggregated %d job(s) into %s (report.md, report.html)", len(result.loaded.files), sweep_dir)
+        unfinished = result.loaded.jobs
+        log.info(
+            "aggregated %d job(s) into %s (report.md, report.html)%s",
+            len(result.loaded.files),
+            sweep_dir,
+            f"; {len(unfinished)} job(s) failed or did not finish" if unfinished else "",
+        )

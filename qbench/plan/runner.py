@@ -21,6 +21,7 @@ import fcntl
 import hashlib
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -44,6 +45,17 @@ from qbench.run.progress import Progress
 __all__ = ["Resolved", "Runner", "check_overrides"]
 
 STAGE_FILE = "stage.json"
+
+
+# seconds a sweep whose plan died may take to stop (it aggregates its finished jobs first)
+_ORPHAN_GRACE_S = 30.0
+
+
+def _orphaned(rec: dict[str, Any]) -> bool:
+    """The recorded sweep runs on, but the plan process that started it is gone."""
+    return _alive(rec.get("pid"), rec.get("started")) and not _alive(
+        rec.get("plan_pid"), rec.get("plan_started")
+    )
 
 
 class Runner:
@@ -175,6 +187,8 @@ class Runner:
                     status="running",
                     pid=proc.pid,
                     started=process.started_at(proc.pid),
+                    plan_pid=os.getpid(),
+                    plan_started=process.started_at(os.getpid()),
                 )
                 code = process.wait(proc, self.signals, tick)
             finally:
@@ -188,9 +202,21 @@ class Runner:
         return None
 
     def _refuse_if_running(self, name: str) -> None:
-        """Never two sweeps into one directory: a recorded sweep that still runs stops the plan."""
+        """Never two sweeps into one directory: a recorded sweep that still runs stops the plan.
+
+        A sweep whose plan was killed is told to stop by the kernel (SIGTERM on its parent's
+        death) and is let finish its clean-up first; one that outlives the grace is killed.
+        """
         rec = self.record(name)
         pid = rec.get("pid")
+        if rec.get("status") == "running" and _orphaned(rec):
+            deadline = time.monotonic() + _ORPHAN_GRACE_S
+            while _alive(pid, rec.get("started")) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _alive(pid, rec.get("started")) and isinstance(pid, int):
+                with contextlib.suppress(OSError):
+                    os.killpg(pid, signal.SIGKILL)
+                time.sleep(0.5)
         if rec.get("status") == "running" and _alive(pid, rec.get("started")):
             raise PlanError(
                 f"plan {self.plan.path.name}: stage '{name}': its sweep is still running (pid {pid}); "
@@ -363,6 +389,8 @@ class Runner:
                 pid = rec.get("pid")
                 running = _alive(pid, rec.get("started"))
                 state = f"running (pid {pid})" if running else "interrupted (re-run to resume)"
+                if running and _orphaned(rec):
+                    state = "interrupted (its sweep is stopping; re-run to resume)"
             elif state == "interrupted":
                 state = "interrupted (re-run to resume)"
             detail = f" ({str(rec.get('key', ''))[:12]})" if state == "done" else ""

@@ -106,6 +106,8 @@ def run_job(
         if db_dir.resolve() != job_dir.resolve():
             remove_leftovers(job_dir, own=True)
         out.sysinfo = collect_sysinfo(db_dir)
+        if redacted and "db_dir" in redacted:  # a directory taken from the environment is not recorded
+            out.sysinfo["db_dir"] = redacted["db_dir"]
         warning = network_fs_warning(out.sysinfo)
         if warning:
             log.warning("!" * 72 + "\n%s\n" + "!" * 72, warning)
