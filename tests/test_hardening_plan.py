@@ -13,6 +13,7 @@ import sys
 import time
 from contextlib import redirect_stdout
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import psutil
@@ -475,3 +476,27 @@ stages:
     assert "FAILED" not in out and "grid: done in" in out
     assert len(list(root.glob("*/*/metrics.parquet"))) == 3
     assert "already done with this config, kept" in (root / "stage.log").read_text()
+
+
+def test_a_sweep_orphaned_by_a_killed_plan_is_let_stop_then_killed(monkeypatch: pytest.MonkeyPatch) -> None:
+    sweep = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    try:
+        rec: dict[str, Any] = {
+            "status": "running",
+            "pid": sweep.pid,
+            "started": process.started_at(sweep.pid),
+            "plan_pid": gone.pid,
+            "plan_started": 1.0,
+        }
+        assert process.orphaned(rec)
+        assert not process.orphaned({**rec, "plan_pid": None}), "a record without its plan is never an orphan"
+        mine = {**rec, "plan_pid": os.getpid(), "plan_started": process.started_at(os.getpid())}
+        assert not process.orphaned(mine)
+        monkeypatch.setattr(process, "ORPHAN_GRACE_S", 0.2)
+        process.let_orphan_stop(rec)
+        assert sweep.wait(timeout=5) == -signal.SIGKILL
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()

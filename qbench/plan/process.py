@@ -146,3 +146,33 @@ def alive(pid: object, started: object) -> bool:
         return bool(proc.status() != psutil.STATUS_ZOMBIE and proc.create_time() == started)
     except psutil.Error:
         return False
+
+
+# seconds a sweep whose plan died may take to stop (it aggregates its finished jobs first)
+ORPHAN_GRACE_S = 30.0
+
+
+def orphaned(rec: dict[str, Any]) -> bool:
+    """The recorded sweep runs on, but the plan process that recorded it is gone.
+
+    A record without its plan's pid (written by hand or by an older qbench) is never
+    taken for an orphan: its sweep may belong to anyone, so it is only ever refused.
+    """
+    if not isinstance(rec.get("plan_pid"), int) or rec.get("plan_pid") == os.getpid():
+        return False
+    return alive(rec.get("pid"), rec.get("started")) and not alive(
+        rec.get("plan_pid"), rec.get("plan_started")
+    )
+
+
+def let_orphan_stop(rec: dict[str, Any]) -> None:
+    """Give an orphaned sweep (told to stop when its plan died) time to clean up; then kill its group."""
+    pid, started = rec.get("pid"), rec.get("started")
+    deadline = time.monotonic() + ORPHAN_GRACE_S
+    while alive(pid, started) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if alive(pid, started) and isinstance(pid, int):
+        with contextlib.suppress(OSError):
+            if os.getpgid(pid) == pid != os.getpgrp():  # only a sweep's own process group
+                kill_group(pid, signal.SIGKILL)
+        time.sleep(0.5)

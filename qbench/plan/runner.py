@@ -21,7 +21,6 @@ import fcntl
 import hashlib
 import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -45,17 +44,6 @@ from qbench.run.progress import Progress
 __all__ = ["Resolved", "Runner", "check_overrides"]
 
 STAGE_FILE = "stage.json"
-
-
-# seconds a sweep whose plan died may take to stop (it aggregates its finished jobs first)
-_ORPHAN_GRACE_S = 30.0
-
-
-def _orphaned(rec: dict[str, Any]) -> bool:
-    """The recorded sweep runs on, but the plan process that started it is gone."""
-    return _alive(rec.get("pid"), rec.get("started")) and not _alive(
-        rec.get("plan_pid"), rec.get("plan_started")
-    )
 
 
 class Runner:
@@ -209,14 +197,8 @@ class Runner:
         """
         rec = self.record(name)
         pid = rec.get("pid")
-        if rec.get("status") == "running" and _orphaned(rec):
-            deadline = time.monotonic() + _ORPHAN_GRACE_S
-            while _alive(pid, rec.get("started")) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if _alive(pid, rec.get("started")) and isinstance(pid, int):
-                with contextlib.suppress(OSError):
-                    os.killpg(pid, signal.SIGKILL)
-                time.sleep(0.5)
+        if rec.get("status") == "running" and process.orphaned(rec):
+            process.let_orphan_stop(rec)
         if rec.get("status") == "running" and _alive(pid, rec.get("started")):
             raise PlanError(
                 f"plan {self.plan.path.name}: stage '{name}': its sweep is still running (pid {pid}); "
@@ -389,7 +371,7 @@ class Runner:
                 pid = rec.get("pid")
                 running = _alive(pid, rec.get("started"))
                 state = f"running (pid {pid})" if running else "interrupted (re-run to resume)"
-                if running and _orphaned(rec):
+                if running and process.orphaned(rec):
                     state = "interrupted (its sweep is stopping; re-run to resume)"
             elif state == "interrupted":
                 state = "interrupted (re-run to resume)"
