@@ -29,6 +29,9 @@ its boundary (a failed job or stage is a result, exit 1, not an error)::
         │                      (a non-finite or negative throughput, a missing identity, ...)
         ├── JobFailedError     the job failed, was interrupted or never finished: nothing of it counts
         └── AggregateError nothing could be aggregated or compared
+
+Also :func:`signal_name`, the signal a KeyboardInterrupt stands for, for the
+run and app layers alike.
 """
 
 from __future__ import annotations
@@ -138,3 +141,9 @@ class JobFailedError(ResultsError):
 
 class AggregateError(ResultsError):
     """Nothing could be aggregated or compared (a one-line reason)."""
+
+
+def signal_name(exc: KeyboardInterrupt) -> str:
+    """The signal behind a KeyboardInterrupt: SIGINT, unless whoever raised it named another."""
+    name = str(exc.args[0]) if exc.args else ""
+    return name if name.startswith("SIG") else "SIGINT"

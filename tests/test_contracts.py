@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -68,17 +69,38 @@ def test_job_status_round_trips_and_refuses_what_it_did_not_write(tmp_path: Path
     write_status(tmp_path, status)
     assert read_status(tmp_path) == status
     assert json.loads((tmp_path / JobStatus.FILE).read_text())["status"] == "interrupted"
+    (tmp_path / JobStatus.FILE).write_text('{"status": "ok", "job_num": 2, "unknown": [1]}')
+    assert read_status(tmp_path) == JobStatus(JobState.OK, job_num=2)
     for text in (
         "{}",
         "[1]",
         '{"status": "weird"}',
         "not json",
+        '{"status": "ok", "job_num": "x"}',
+        '{"status": "ok", "FILE": 1, "state": "ok", "job_num": "1"}',
         '{"status": "ok", "job_num": "x", "bad": 1}',
+        '{"status": "ok", "job_num": true}',
+        '{"status": "ok", "job_num": 1.5}',
+        '{"status": "ok", "reason": 3}',
+        '{"status": "ok", "run_id": 7}',
+        '{"status": "ok", "metrics": ["metrics.parquet"]}',
+        '{"status": "ok", "started_at": {}}',
+        '{"status": "ok", "throughput_tps_median": "abc"}',
+        '{"status": "ok", "throughput_tps_median": true}',
+        '{"status": "ok", "throughput_tps_median": NaN}',
+        '{"status": "ok", "throughput_tps_median": Infinity}',
+        '{"status": "ok", "elapsed_s": "1"}',
+        '{"status": "ok", "elapsed_s": -Infinity}',
     ):
         (tmp_path / JobStatus.FILE).write_text(text)
-        found = read_status(tmp_path)
-        assert found is None or found.state is JobState.OK
+        assert read_status(tmp_path) is None, text
     assert read_status(tmp_path / "nowhere") is None
+
+
+def test_every_job_status_field_has_a_type_check() -> None:
+    from qbench.results.status import _FIELD_CHECKS
+
+    assert set(_FIELD_CHECKS) == {f.name for f in dataclasses.fields(JobStatus)} - {"state"}
 
 
 def test_the_writer_leaves_nothing_behind_when_writing_fails(tmp_path: Path) -> None:
@@ -141,3 +163,10 @@ def test_every_error_qbench_raises_on_purpose_is_in_one_tree() -> None:
     assert all(issubclass(c, QbenchError) for c in [*classes, BusyError, UnknownQueryError])
     for cls in [*classes, BusyError, UnknownQueryError]:
         assert cls.__name__ in (errors.__doc__ or ""), f"{cls.__name__} is not drawn in the errors docstring"
+
+
+def test_signal_name_is_the_one_named_or_sigint() -> None:
+    from qbench.errors import signal_name
+
+    assert signal_name(KeyboardInterrupt("SIGTERM")) == "SIGTERM"
+    assert signal_name(KeyboardInterrupt()) == signal_name(KeyboardInterrupt("other")) == "SIGINT"

@@ -274,6 +274,83 @@ def test_good_selectors_load(tmp_path: Path) -> None:
         load_plan(write_plan(tmp_path, UPSTREAM % f"'workers=${{a.best_workers@{where}}}'"))
 
 
+@pytest.mark.parametrize(
+    ("sweep", "expected"),
+    [
+        (
+            "{overrides: ['workers=${a.claim_tx}']}",
+            "workers=${a.claim_tx}: the value of a.claim_tx (e.g. 'immediate') can never fit: "
+            "workers='immediate' is not allowed: expected an integer",
+        ),
+        (
+            "{overrides: ['claim.tx=${a.best_workers@journal_mode=wal}']}",
+            "claim.tx=${a.best_workers@journal_mode=wal}: the value of a.best_workers (e.g. '1') "
+            "can never fit: claim.tx='1' is not allowed",
+        ),
+        (
+            "{overrides: ['journal=${a.busy_policy}']}",
+            "journal=${a.busy_policy}: the value of a.busy_policy (e.g. 'native') can never fit: "
+            "journal='native'",
+        ),
+        (
+            "{grid: {busy.timeout_ms: '${a.synchronous}'}}",
+            "busy.timeout_ms: ${a.synchronous}: the value of a.synchronous (e.g. 'off') can never fit",
+        ),
+        (
+            "{grid: {claim.tx: '${around:a.knee_workers}'}}",
+            "claim.tx: ${around:a.knee_workers}: the value of a.knee_workers (e.g. '1') can never fit",
+        ),
+    ],
+)
+def test_a_reference_that_cannot_fit_its_key_is_refused_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sweep: str, expected: str
+) -> None:
+    plan = write_plan(
+        tmp_path,
+        f"stages: {{a: {{sweep: {{grid: {{workers: [1, 2]}}}}}}, b: {{needs: [a], sweep: {sweep}}}}}\n",
+    )
+    outputs = tmp_path / "outputs"
+    for flags in (["--dry-run"], []):
+        code, out = run_main(str(plan), "--outputs", str(outputs), *flags)
+        err = capsys.readouterr().err
+        assert code == 2 and out == "" and not outputs.exists()
+        assert err.startswith("qbench.plan: error: plan p.yaml: stage 'b': ") and expected in err
+        assert err.count("\n") == 1
+
+
+FITTING = """\
+stages:
+  a: {sweep: {grid: {workers: [1, 2]}}}
+  b:
+    needs: [a]
+    sweep:
+      overrides:
+        - claim.tx=${a.claim_tx}
+        - journal=${a.journal_mode}
+        - synchronous=${a.synchronous}
+        - busy.policy=${a.busy_policy}
+        - pool=${a.pool_kind}
+        - claim.batch=${a.claim_batch}
+        - busy.timeout_ms=${a.busy_timeout_ms@journal_mode=wal}
+        # bounded below by 10: the sample 1 does not fit, a larger recommendation would
+        - metrics.sample_interval_ms=${a.best_workers}
+      grid: {workers: "${beyond:a.knee_workers}", pool.size: "${around:a.pool_connections}"}
+"""
+
+
+def test_references_that_fit_their_keys_pass_the_check(tmp_path: Path) -> None:
+    check_overrides(load_plan(write_plan(tmp_path, FITTING)))  # the shipped plans: test_dry_run_counts_...
+
+
+def test_every_recommendation_field_has_typed_samples() -> None:
+    from qbench.plan.checks import reference_samples
+    from qbench.plan.spec import NUMERIC_FIELDS, RECOMMENDATION_FIELDS
+
+    for name in RECOMMENDATION_FIELDS:
+        samples = reference_samples(name)
+        assert samples and all(s.isdigit() for s in samples) == (name in NUMERIC_FIELDS), name
+
+
 def recommendations(path: Path, **columns: list[object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     base: dict[str, list[object]] = {"host": ["h"], "journal_mode": ["wal"], "best_throughput_tps": [100.0]}

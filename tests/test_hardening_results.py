@@ -224,6 +224,30 @@ def test_a_nan_in_warmup_is_harmless_but_inf_elsewhere_is_refused(tmp_path: Path
     assert found["lost"] == "bad value: tasks_lost=-1 in iteration 2 (must be in [0, 2**53])"
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "rule"),
+    [
+        ("e2e_latency_p99_ms", 1e308, "above 1e+12 ms: not a measurement"),
+        ("duration_s", 2e9, "above 1e+09 s: not a measurement"),
+        ("throughput_tps", 1e13, "above 1e+12 tasks/s: not a measurement"),
+        ("ceiling_claim_us", 1e16, "above 1e+15 us: not a measurement"),
+        ("busy_rate", 1e300, "above 1e+12: not a measurement"),
+    ],
+)
+def test_absurdly_large_measurements_are_refused_by_unit(
+    tmp_path: Path, name: str, value: float, rule: str
+) -> None:
+    source = good(tmp_path, "tmp")
+    at_bound = pa.array([1.0, 1.0, 1e9 if name == "duration_s" else 1.0, 1.0, 1.0, 1.0])
+    rewrite(source, tmp_path / "bound", table=lambda t: with_column(t, "duration_s", at_bound))
+    values = pa.array([1.0, 1.0, value, 1.0, 1.0, 1.0])
+    rewrite(source, tmp_path / "huge", table=lambda t: with_column(t, name, values))
+    shutil.rmtree(tmp_path / "tmp")
+    loaded = load_results([tmp_path])
+    assert [p.parent.name for p in loaded.files] == ["bound"]
+    assert reasons(loaded) == {"huge": f"bad value: {name}={value!r} in iteration 2 ({rule})"}
+
+
 def test_identity_phase_and_timestamp_problems_are_bad_values(tmp_path: Path) -> None:
     source = good(tmp_path, "tmp")
     phases = pa.array(["warmup", "measure", "oops", "measure", "measure", "measure"])

@@ -1,4 +1,4 @@
-"""Hydra callbacks: after a run or a sweep, find the jobs that failed.
+"""Hydra callbacks: after a run or a sweep, find the jobs that failed, and aggregate a sweep.
 
 Each job writes ``job_status.json`` in its directory, so this works for any
 launcher, including those that run jobs in other processes or on other hosts.
@@ -16,8 +16,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from qbench.analysis.thresholds import Thresholds
+from qbench.app import failures
 from qbench.errors import ConfigError, QbenchError
-from qbench.results.status import read_status
 
 log = logging.getLogger(__name__)
 
@@ -25,30 +25,19 @@ log = logging.getLogger(__name__)
 FAILED_JOBS: list[tuple[str, str]] = []
 
 
-def job_failure(job_dir: Path) -> str | None:
-    """Why the job in ``job_dir`` failed, or None when it finished ok."""
-    status = read_status(job_dir)
-    if status is None:
-        return "the job did not finish (no job_status.json)"
-    if not status.ok:
-        return status.reason or str(status.state)
-    return None
-
-
 def failed_jobs(sweep_dir: Path) -> list[tuple[str, str]]:
     """Jobs of a sweep (Hydra job dirs, found by their ``.hydra``) that failed or never finished."""
-    failed = []
-    for hydra_dir in sorted(Path(sweep_dir).glob("**/.hydra")):
-        reason = job_failure(hydra_dir.parent)
-        if reason is not None:
-            failed.append((str(hydra_dir.parent), reason))
-    return failed
+    from qbench.results.jobs import job_dirs, job_problem  # Arrow: only once jobs have run
+
+    return [(str(d), reason) for d in job_dirs([sweep_dir]) if (reason := job_problem(d)) is not None]
 
 
 class JobStatusCallback(Callback):
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         job_dir = Path(config.hydra.runtime.output_dir)
-        reason = job_failure(job_dir)
+        from qbench.results.jobs import job_problem  # Arrow: only once the job has run
+
+        reason = job_problem(job_dir)
         FAILED_JOBS[:] = [] if reason is None else [(str(job_dir), reason)]
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -93,8 +82,10 @@ class AggregateCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             result = aggregate([sweep_dir], sweep_dir, self.config.thresholds)
-        except QbenchError as exc:
-            log.error("aggregation of %s: %s", sweep_dir, exc)
+        except (QbenchError, OSError) as exc:
+            reason = failures.os_reason(exc) if isinstance(exc, OSError) else str(exc).splitlines()[0]
+            log.error("aggregation of %s failed: %s", sweep_dir, reason)
+            failures.AGGREGATION.append(f"aggregation of {sweep_dir} failed: {reason}")
             return
         for path, reason in result.loaded.skipped:
             log.warning("aggregation left out %s: %s", path, reason)

@@ -24,6 +24,15 @@ from omegaconf import DictConfig, OmegaConf
 from qbench.errors import ConfigError, UsageError
 
 _DIR_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")
+# Hydra nodes whose keys are free (each checked once composed): ``+`` may add keys under them
+_OPEN_HYDRA = (
+    "hydra.sweeper.",
+    "hydra.launcher.",
+    "hydra.callbacks.",
+    "hydra.job.env_set.",
+    "hydra.job_logging.",
+    "hydra.hydra_logging.",
+)
 _COMMANDS = "-r/--run, -m/--multirun, --cfg, --info, -sc/--shell-completion"
 
 
@@ -50,11 +59,28 @@ def check_command(args: Any) -> None:
         raise UsageError("--resolve alone is not allowed: it goes with --cfg or --help")
 
 
+def _check_form(override: Override, key: str, text: str) -> None:
+    """``+hydra.foo`` (silently ignored), ``~workers`` (silently the default), a callback's ``_target_``."""
+    from dataclasses import fields
+
+    from qbench.settings import Config
+
+    added = override.is_add() or override.is_force_add()
+    if added and key.startswith("hydra.") and not key.startswith(_OPEN_HYDRA):
+        raise _refuse(f"+{key}", text, "unknown key (python -m qbench --cfg hydra lists Hydra's settings)")
+    if override.is_delete() and key.split(".")[0].split("/")[0] in {f.name for f in fields(Config)}:
+        raise UsageError(f"~{key} is not allowed: a qbench key is set, not deleted (write {key}=VALUE)")
+    parts = key.split(".")
+    if len(parts) == 4 and parts[:2] == ["hydra", "callbacks"] and parts[3] == "_target_":
+        raise _refuse(key, text, "a callback's _target_ is not set from the command line")
+
+
 def check_overrides(parsed: list[Override], group_options: Callable[[str], list[str]]) -> None:
     """Override forms Hydra accepts and then mis-reads or fails on."""
     for override in parsed:
         key = override.key_or_group
         text = (override.input_line or "").partition("=")[2]
+        _check_form(override, key, text)
         if key in _DIR_KEYS and not override.is_delete() and not text.strip().strip("'\""):
             raise _refuse(key, text, "expected a directory")
         if override.value_type == ValueType.ELEMENT and isinstance(override.value(), list | dict):

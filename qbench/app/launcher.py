@@ -10,27 +10,34 @@ stored throughput, and not one of its files changes. (Hydra accepts launchers
 only from the ``hydra_plugins`` package, so qbench wraps the basic launcher's
 call instead of shipping its own.) With another launcher a finished job's
 results are still kept, by the task itself, but not its ``.hydra`` files.
+
+Hydra's own set-up of a job (its directory, ``.hydra/*.yaml``, the log) can fail
+too, on a full disk for example. Hydra would end the sweep there with a traceback;
+instead the job is recorded as failed with the system's words, and the sweep goes on.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hydra._internal import hydra as hydra_run
 from hydra._internal.core_plugins import basic_launcher
 from hydra.core.utils import JobReturn, JobRuntime
 from hydra.core.utils import JobStatus as HydraJobStatus
 from omegaconf import DictConfig, OmegaConf
 
-from qbench.app import resume
+from qbench.app import failures, resume
 from qbench.app.identity import hydra_config, job_dir, job_label, stored_yaml, task_config
 from qbench.app.redact import redaction_of
 
 log = logging.getLogger("qbench")
 
 _HYDRA_RUN_JOB = basic_launcher.run_job  # type: ignore[attr-defined]
+_HYDRA_SINGLE_RUN_JOB = hydra_run.run_job  # type: ignore[attr-defined]
 
 
 def kept_job(config: DictConfig) -> JobReturn | None:
@@ -71,6 +78,39 @@ def _run_or_keep(*args: Any, **kwargs: Any) -> JobReturn:
     return _HYDRA_RUN_JOB(*args, **kwargs)
 
 
+def _set_up_failed(config: Any, multirun: bool, exc: OSError) -> JobReturn:
+    """A job Hydra could not set up: recorded as failed, and reported to Hydra as done (None)."""
+    directory = job_dir(config, multirun=multirun)
+    job_num = int(OmegaConf.select(config, "hydra.job.num", default=0) or 0) if multirun else 0
+    reason = redaction_of(config, multirun=multirun, job_dir=str(directory)).text(
+        f"Hydra could not set up the job: {failures.os_reason(exc)}"
+    )
+    log.error("job %d (%s) failed: %s", job_num, job_label(config.hydra), reason)
+    failures.job_failed(directory, reason, job_num)
+    ret = JobReturn(cfg=config, working_dir=os.getcwd(), status=HydraJobStatus.COMPLETED)
+    ret.return_value = None
+    return ret
+
+
+def _guarded(run: Callable[..., JobReturn]) -> Callable[..., JobReturn]:
+    def run_job(*args: Any, **kwargs: Any) -> JobReturn:
+        try:
+            return run(*args, **kwargs)
+        except OSError as exc:
+            config = kwargs.get("config")
+            if not isinstance(config, DictConfig):
+                raise
+            return _set_up_failed(config, kwargs.get("job_dir_key") == "hydra.sweep.dir", exc)
+
+    return run_job
+
+
+def install(*, keep_finished: bool) -> None:
+    """Guard Hydra's set-up of each job; with ``keep_finished``, a finished job is kept, not run again."""
+    basic_launcher.run_job = _guarded(_run_or_keep if keep_finished else _HYDRA_RUN_JOB)  # type: ignore[attr-defined]
+    hydra_run.run_job = _guarded(_HYDRA_SINGLE_RUN_JOB)  # type: ignore[attr-defined]
+
+
 def keep_finished_jobs() -> None:
     """From now on, Hydra's basic launcher keeps a finished job instead of running it again."""
-    basic_launcher.run_job = _run_or_keep  # type: ignore[attr-defined]
+    install(keep_finished=True)

@@ -12,6 +12,7 @@ Values from the environment are never shown (:mod:`qbench.app.redact`).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -19,14 +20,14 @@ from typing import TYPE_CHECKING, Any, cast
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from qbench.app import callbacks, resume, signals
+from qbench.app import callbacks, failures, launcher, resume, signals
 from qbench.app.identity import job_label, stored_yaml
 from qbench.app.paths import conf_dir
 from qbench.app.preflight import Preflight, inspect, to_config
 from qbench.app.redact import REDACTED, Redaction, redaction
 from qbench.app.resources import raise_open_files_limit_to
 from qbench.app.schema import register_configs
-from qbench.errors import ConfigError, QbenchError, ResultsError
+from qbench.errors import ConfigError, QbenchError, ResultsError, signal_name
 from qbench.kinds import JobState, Phase
 from qbench.results.status import JobStatus, write_status
 from qbench.settings import Config, validate
@@ -38,8 +39,6 @@ __all__ = ["REDACTED", "RESUME_ENV", "main"]
 
 log = logging.getLogger("qbench")
 
-# (job dir, reason) of jobs that failed in this process, for failures no status file can show
-_FAILED_HERE: list[tuple[str, str]] = []
 # Set by plans: a job whose directory already holds its finished results is kept, not re-run.
 RESUME_ENV = resume.RESUME_ENV
 
@@ -118,10 +117,13 @@ def _task(dcfg: DictConfig) -> float | None:
         return kept
     try:
         outcome = run_job(cfg, job_dir, job_num=job_num, config_yaml=resolved_yaml, redacted=hidden.columns())
-    except QbenchError as exc:  # e.g. results already there: nothing is overwritten
-        reason = hidden.text(str(exc))
+    except (QbenchError, OSError) as exc:  # results already there, a full disk: nothing is overwritten
+        reason = hidden.text(failures.os_reason(exc) if isinstance(exc, OSError) else str(exc))
         log.error("job %d (%s) failed: %s", job_num, label, reason)
-        _FAILED_HERE.append((str(job_dir), reason))
+        if isinstance(exc, OSError):
+            failures.job_failed(job_dir, reason, job_num)  # its status says so, when it can be written
+        else:
+            failures.FAILED_HERE.append((str(job_dir), reason))
         signals.job_ended()
         return None
     shown = REDACTED if hidden.job_dir else str(outcome.metrics_path)
@@ -144,20 +146,27 @@ def _preflight() -> Preflight:
     except KeyboardInterrupt as exc:
         signals.ignore_signals()
         print(
-            f"qbench: interrupted ({signals.signal_name(exc)}) before any job ran; nothing written",
+            f"qbench: interrupted ({signal_name(exc)}) before any job ran; nothing written",
             file=sys.stderr,
         )
         sys.exit(signals.EXIT_INTERRUPTED)
 
 
 def _report_failures(plan: Preflight) -> None:
-    failed = dict(callbacks.FAILED_JOBS)
-    failed.update(_FAILED_HERE)
+    """Name every failed job and a failed aggregation, and exit 1 if there is any."""
+
+    def shown(text: str) -> str:
+        return text.replace(str(plan.target), REDACTED) if plan.target_from_env else text
+
+    failed = {os.path.realpath(d): reason for d, reason in callbacks.FAILED_JOBS}
+    failed.update((os.path.realpath(d), reason) for d, reason in failures.FAILED_HERE)
+    for line in failures.AGGREGATION:
+        print(f"qbench: {shown(line)}", file=sys.stderr)
     if failed:
         print(f"qbench: {len(failed)} job(s) failed:", file=sys.stderr)
         for job_dir, reason in sorted(failed.items()):
-            shown = job_dir.replace(str(plan.target), REDACTED) if plan.target_from_env else job_dir
-            print(f"  {shown}: {reason}", file=sys.stderr)
+            print(f"  {shown(job_dir)}: {shown(reason)}", file=sys.stderr)
+    if failed or failures.AGGREGATION:
         sys.exit(1)
 
 
@@ -168,19 +177,24 @@ def main() -> None:
     if plan.kept is not None:
         print(f"qbench: already done with this config, kept: {plan.shown_target}")
         return
+    logging.raiseExceptions = False  # a log file on a full disk: its records are lost, not tracebacks
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's errors reach this function, not its traceback printer
+    launcher.install(keep_finished=plan.multirun and resume.resume_requested())
     if plan.multirun and resume.resume_requested():
-        from qbench.app.launcher import keep_finished_jobs
-
-        keep_finished_jobs()
         if plan.existing and plan.target is not None:
             resume.remember_multirun(plan.target)
     elif plan.existing and plan.target is not None:  # resuming a single run that did not finish ok
         resume.set_aside(plan.target, hydra_files=True)
     raise_open_files_limit_to(plan.open_files)
     callbacks.FAILED_JOBS.clear()
+    failures.clear()
     entry = hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(_task)
     try:
         entry()
     except KeyboardInterrupt as exc:
         signals.on_interrupt(exc, plan)
+    except OSError as exc:  # Hydra's own writes (multirun.yaml): one line, the finished jobs aggregated
+        signals.on_error(failures.os_reason(exc), plan)
+        _report_failures(plan)
+        sys.exit(1)
     _report_failures(plan)

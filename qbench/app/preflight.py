@@ -30,7 +30,7 @@ from qbench.app.explain import explain, group_options, one_line
 from qbench.app.hydra_checks import check_command, check_hydra_node, check_overrides
 from qbench.app.identity import hydra_config, job_dir, stored_yaml, sweep_dir, task_config
 from qbench.app.paths import conf_dir
-from qbench.app.redact import REDACTED, Redaction, redaction_of
+from qbench.app.redact import REDACTED, Redaction, hidden_message, redaction_of
 from qbench.app.resources import check_resources, files_needed
 from qbench.app.sweep import is_multirun, job_combos
 from qbench.errors import ConfigError, QbenchError, ResultsError, UsageError
@@ -263,11 +263,13 @@ def inspect(argv: Sequence[str]) -> Preflight:
     check_command(args)
     if any(getattr(args, flag, None) for flag in _SHOW_ONLY):
         return Preflight()
-    search_path = _search_path(args.config_dir)
     GlobalHydra.instance().clear()
     try:
+        search_path = _search_path(args.config_dir)
         composer = Hydra.create_main_hydra2(task_name="qbench", config_search_path=search_path)
         return _inspect(composer, args)
+    except UsageError as exc:  # whichever check refused it: no value from the environment is shown
+        raise UsageError(hidden_message(str(exc), list(args.overrides))) from None
     finally:
         GlobalHydra.instance().clear()
 

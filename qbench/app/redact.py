@@ -9,8 +9,9 @@ something holding the marker came from the environment, however indirectly.
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,8 @@ REDACTED = "<from environment>"
 _MARK = "\x1fqbench-from-environment\x1f"
 _RESOLVER = "qbench_env_mark"
 _ENV_CALL = re.compile(r"\$\{\s*oc\.env\s*:")
+_ENV_NAME = re.compile(r"\$\{\s*oc\.env\s*:\s*([^,}\s]+)")
+_REFERENCE = re.compile(r"\$\{\s*\.*([\w.\-/]+)\s*\}")
 # the keys that decide a job's directory, by run mode
 RUN_DIR_KEYS = (("hydra", "run", "dir"),)
 SWEEP_DIR_KEYS = (("hydra", "sweep", "dir"), ("hydra", "sweep", "subdir"))
@@ -158,3 +161,40 @@ def config_yaml(dcfg: DictConfig, redact: tuple[Path_, ...] | list[Path_]) -> st
             node = node[key]
         node[path[-1]] = REDACTED
     return OmegaConf.to_yaml(OmegaConf.create(resolved))
+
+
+def overrides_from_env(overrides: Sequence[str]) -> tuple[set[str], set[str]]:
+    """What a command line sets from the environment: keys and group choices (``hydra.*`` too), and values.
+
+    Decided from the raw override strings, so it holds before anything composes: an override is
+    from the environment when its value calls ``oc.env`` or interpolates a key that is.
+    """
+    pairs = []
+    for text in overrides:
+        key, sep, value = str(text).partition("=")
+        if sep:
+            pairs.append((key.lstrip("+~").partition("@")[0], value))
+    keys: set[str] = set()
+    values: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for key, value in pairs:
+            names = _ENV_NAME.findall(value)
+            if key not in keys and (names or set(_REFERENCE.findall(value)) & keys):
+                keys.add(key)
+                changed = True
+            values.update(found for name in names if (found := os.environ.get(name)) is not None)
+    return keys, values
+
+
+def hidden_message(message: str, overrides: Sequence[str]) -> str:
+    """A refusal with every value the command line takes from the environment replaced."""
+    keys, values = overrides_from_env(overrides)
+    for key in sorted(keys, key=len, reverse=True):
+        pattern = rf"(?<![\w.]){re.escape(key)}=.*? is not allowed"
+        message = re.sub(pattern, f"{key}={REDACTED} is not allowed", message)
+    for value in sorted(values, key=len, reverse=True):
+        if len(value.strip()) >= 4:
+            message = message.replace(value, REDACTED)
+    return message

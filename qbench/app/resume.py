@@ -31,8 +31,8 @@ def resume_requested() -> bool:
 
 
 def holds_results(job_dir: Path) -> bool:
-    """The directory holds a job's results or status (finished, failed or interrupted)."""
-    return (job_dir / _METRICS_FILE).exists() or (job_dir / JobStatus.FILE).exists()
+    """The directory holds a job: its results, its status, or Hydra's ``.hydra`` (a job that was killed)."""
+    return any((job_dir / name).exists() for name in (_METRICS_FILE, JobStatus.FILE, ".hydra"))
 
 
 def sweep_contents(sweep_dir: Path, job_dirs: list[Path]) -> str:

@@ -19,7 +19,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
-from qbench.errors import QbenchError
+from qbench.app.redact import REDACTED
+from qbench.errors import QbenchError, signal_name
 from qbench.kinds import JobState
 from qbench.results.status import JobStatus, read_status, write_status
 
@@ -57,12 +58,6 @@ def job_started(job_num: int, job_dir: Path) -> None:
 
 def job_ended() -> None:
     _CURRENT.clear()
-
-
-def signal_name(exc: KeyboardInterrupt) -> str:
-    """The signal behind a KeyboardInterrupt: SIGINT, unless whoever raised it named another."""
-    name = str(exc.args[0]) if exc.args else ""
-    return name if name.startswith("SIG") else "SIGINT"
 
 
 def _started_here(plan: Preflight) -> tuple[int, Path] | None:
@@ -120,6 +115,19 @@ def _sweep_summary(plan: Preflight, current: tuple[int, Path] | None) -> tuple[s
     else:
         where = "between jobs"
     return where, f"{len(finished)} of {plan.jobs} jobs finished, {_aggregated(plan, finished)}"
+
+
+def on_error(reason: str, plan: Preflight) -> None:
+    """Hydra stopped on an error of its own (a full disk): say so in one line, aggregate the finished jobs."""
+    current = _CURRENT.get("job")
+    job_ended()
+    if plan.multirun:
+        where, what = _sweep_summary(plan, current)
+    else:
+        where, what = "during the run", "nothing more was measured"
+    if plan.target_from_env and plan.target is not None:
+        reason = reason.replace(str(plan.target), REDACTED)
+    print(f"qbench: stopped by an error {where}: {reason}; {what}", file=sys.stderr, flush=True)
 
 
 def on_interrupt(exc: KeyboardInterrupt, plan: Preflight) -> NoReturn:

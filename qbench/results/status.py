@@ -8,6 +8,8 @@ or never finished by reading one small file.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -46,19 +48,40 @@ class JobStatus:
 
     @classmethod
     def from_json(cls, text: str) -> JobStatus | None:
-        """The status in ``text``; None when it is not a status qbench wrote."""
+        """The status in ``text``; None when it is not a status qbench wrote.
+
+        Every field must have its type (a non-finite median or elapsed time is no finished status).
+        """
         try:
             data = json.loads(text)
             state = JobState(data.pop("status"))
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
             return None
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "state"}
-        if not isinstance(known.get("reason", ""), str):
+        known = {k: v for k, v in data.items() if k in _FIELD_CHECKS}
+        if not all(_FIELD_CHECKS[k](v) for k, v in known.items()):
             return None
-        try:
-            return cls(state, **known)
-        except TypeError:
-            return None
+        return cls(state, **known)
+
+
+def _finite_or_none(value: object) -> bool:
+    if value is None:
+        return True
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _str_or_none(value: object) -> bool:
+    return value is None or isinstance(value, str)
+
+
+_FIELD_CHECKS: dict[str, Callable[[object], bool]] = {
+    "reason": lambda v: isinstance(v, str),
+    "job_num": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "run_id": _str_or_none,
+    "metrics": _str_or_none,
+    "started_at": _str_or_none,
+    "throughput_tps_median": _finite_or_none,
+    "elapsed_s": _finite_or_none,
+}
 
 
 def write_status(job_dir: Path, status: JobStatus) -> Path:

@@ -11,9 +11,10 @@ first problem found is the reason the file is left out, in one line.
   numbers belong, a list, a map): :class:`~qbench.errors.UnreadableResultsError`.
 - :func:`check_values` refuses a file whose measured throughput is missing,
   NaN, infinite or negative, whose other measurements are infinite,
-  negative or absurdly large, whose rows lack an identity or repeat an
-  iteration, or that holds no measured iteration:
-  :class:`~qbench.errors.BadValueError`.
+  negative or absurdly large (above :data:`MAX_BY_UNIT` for their unit:
+  1e9 s, 1e12 ms, 1e12 tasks/s, ...; counts and bytes above 2**53), whose
+  rows lack an identity or repeat an iteration, or that holds no measured
+  iteration: :class:`~qbench.errors.BadValueError`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,17 @@ from qbench.settings import Config, flatten
 PHASES = ("warmup", "measure")
 # Counts and byte sizes beyond 2**53 are not measurements (and lose precision as floats).
 MAX_COUNT = 2**53
+# The largest value a float measurement may take, by its unit: beyond these it is no measurement
+# (1e9 s is 31 years); ratios without a unit (busy_rate, harness_efficiency) take the default.
+MAX_BY_UNIT = {
+    "s": 1e9,
+    "ms": 1e12,
+    "us": 1e15,
+    "tasks/s": 1e12,
+    "tasks/s per worker": 1e12,
+    "cores": 1e6,
+}
+MAX_UNITLESS = 1e12
 # Names the summary and report give their own columns: a column of a results file may not take them.
 RESERVED = frozenset({"config_id", "jobs", "noisy"})
 RESERVED_SUFFIXES = ("_median", "_mean", "_stdev", "_ci_low", "_ci_high", "_cv", "_total")
@@ -173,13 +185,16 @@ def _check_throughput(table: pa.Table, measured: NDArray[np.bool_]) -> None:
 
 
 def _check_measurements(table: pa.Table) -> None:
-    """Floats finite (or missing) and >= 0; counts in [0, 2**53]; workers >= 1."""
+    """Floats finite (or missing), >= 0 and at most their unit's bound; counts in [0, 2**53]; workers >= 1."""
     for column in MEASURE_COLUMNS:
         if pa.types.is_floating(column.type):
             values = _floats(table, column.name)
             with np.errstate(invalid="ignore"):
                 bad = np.isinf(values) | (values < 0)
-            _refuse(table, column.name, bad, "must be finite and >= 0")
+                _refuse(table, column.name, bad, "must be finite and >= 0")
+                high = MAX_BY_UNIT.get(column.unit, MAX_UNITLESS)
+                shown = f"{high:g} {column.unit}".rstrip()
+                _refuse(table, column.name, values > high, f"above {shown}: not a measurement")
     limits = {c.name: (0, MAX_COUNT) for c in MEASURE_COLUMNS if pa.types.is_integer(c.type)}
     limits |= {"job_num": (0, MAX_COUNT), "iteration": (0, MAX_COUNT), "workers": (1, MAX_COUNT)}
     for name, (low, high) in limits.items():

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from qbench import __version__
-from qbench.errors import QbenchError, ResultsError
+from qbench.errors import QbenchError, ResultsError, signal_name
 from qbench.kinds import JobState, Phase
 from qbench.results.columns import (
     META_CONFIG,
@@ -143,15 +143,9 @@ def _results_lost(out: JobRecord, failure: str, exc: BaseException) -> NoReturn:
     raise ResultsError(f"job {out.job_num}: {reason}{recorded}") from exc
 
 
-def _signal_name(exc: KeyboardInterrupt) -> str:
-    """The signal behind a KeyboardInterrupt: SIGINT, unless whoever raised it named another."""
-    name = str(exc.args[0]) if exc.args else ""
-    return name if name.startswith("SIG") else "SIGINT"
-
-
 def record_interrupt(out: JobRecord, rows: list[Row], exc: KeyboardInterrupt) -> None:
     """Ctrl-C: write the rows measured so far and an ``interrupted`` status, as far as possible."""
-    reason = f"interrupted ({_signal_name(exc)})"
+    reason = f"interrupted ({signal_name(exc)})"
     written: Path | None = None
     if rows and out.sysinfo is not None and out.config_columns is not None:
         try:
