@@ -47,6 +47,7 @@ class PoolKind(StrEnum):
 
 class ExecutorKind(StrEnum):
     ASYNC = "async"
+    THREAD = "thread"
 
 
 class QueueKind(StrEnum):

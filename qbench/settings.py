@@ -77,7 +77,8 @@ class PoolConfig:
 
 @dataclass(frozen=True)
 class ExecutorConfig:
-    # async: coroutines in one process (a process executor will join this set)
+    # async: coroutines in one process; thread: OS threads, each transaction on a plain
+    # sqlite3 connection of the pool (a process executor will join this set)
     kind: ExecutorKind = ExecutorKind.ASYNC
 
 

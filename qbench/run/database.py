@@ -36,9 +36,15 @@ def remove_database(db_path: Path) -> None:
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
 
 
-def connect(db_path: Path, settings: ConnectionSettings) -> sqlite3.Connection:
-    """A plain sqlite3 connection with explicit transactions and every PRAGMA checked."""
-    conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=True)
+def connect(
+    db_path: Path, settings: ConnectionSettings, *, check_same_thread: bool = True
+) -> sqlite3.Connection:
+    """A plain sqlite3 connection with explicit transactions and every PRAGMA checked.
+
+    ``check_same_thread=False`` only for a connection handed between threads by a pool
+    that lends it to one thread at a time.
+    """
+    conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=check_same_thread)
     try:
         run_sync(conn, configure(settings))
     except BaseException:

@@ -11,11 +11,13 @@ from __future__ import annotations
 from qbench.kinds import ExecutorKind
 from qbench.run.executors.async_executor import run_drain
 from qbench.run.executors.protocol import DrainResult, DrainSpec, Executor, ProgressSink, drain_spec
+from qbench.run.executors.thread_executor import run_drain_threads
 from qbench.run.registry import lookup
 from qbench.settings import Config
 
 EXECUTORS: dict[ExecutorKind, Executor] = {
     ExecutorKind.ASYNC: run_drain,
+    ExecutorKind.THREAD: run_drain_threads,
 }
 
 
@@ -37,4 +39,5 @@ __all__ = [
     "drain_spec",
     "executor_for",
     "run_drain",
+    "run_drain_threads",
 ]

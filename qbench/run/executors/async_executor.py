@@ -30,8 +30,9 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from qbench.errors import DrainTimeoutError, LivelockError
+from qbench.errors import LivelockError
 from qbench.kinds import BusyPolicy, ServiceKind
+from qbench.run.executors.common import Ledger, LivelockWatch, backoff_s, timeout_error
 from qbench.run.executors.interrupts import Interrupts, run_interruptibly
 from qbench.run.executors.pool import ConnectionPool
 from qbench.run.executors.protocol import DrainResult, DrainSpec, ProgressSink
@@ -48,10 +49,9 @@ class _Drain:
         self.queue = queue
         self.pool = pool
         self.stats = DrainStats.for_tasks(spec.tasks)
-        self.acked_unique = 0
+        # per-task audit bookkeeping, shared with the other executors
+        self.ledger = Ledger(spec, self.stats)
         self.done = asyncio.Event()
-        self.t_start = 0.0
-        self.t_last_ack = 0.0
         # perf_counter time at which the iteration times out: cpu service stops there
         self.deadline = math.inf
         # the task running the drain: cancelled on Ctrl-C (see qbench.run.executors.interrupts)
@@ -60,9 +60,10 @@ class _Drain:
         self._tokens = itertools.count(1)
         self._rng = random.Random(0x9B)
         self._timings = spec.timings
-        self._first, self._n = spec.first_id, spec.tasks
-        # per backlog task: (lease token, wall-clock expiry) of the claim in flight
-        self._holder: list[tuple[int, float] | None] = [None] * spec.tasks
+
+    @property
+    def acked_unique(self) -> int:
+        return self.ledger.acked_unique
 
     def _lock_wait(self, seconds: float) -> None:
         self.stats.lock_wait_s.append(seconds)
@@ -98,8 +99,7 @@ class _Drain:
 
     async def _backoff(self, attempt: int) -> None:
         if self.spec.busy_policy is BusyPolicy.APP:
-            cap = min(self.spec.backoff_cap_s, self.spec.backoff_base_s * 2 ** min(attempt - 1, 30))
-            await asyncio.sleep(self._rng.uniform(0.0, cap))
+            await asyncio.sleep(backoff_s(self.spec, attempt, self._rng))
         else:
             await asyncio.sleep(0)  # let other workers run; SQLite's handler already waited
 
@@ -132,7 +132,7 @@ class _Drain:
         The hot loop: every await here is a transaction or a task's service, and
         the bookkeeping steps are plain calls, once per claim.
         """
-        stats, timings = self.stats, self._timings
+        stats, timings, ledger = self.stats, self._timings, self.ledger
         noop = self.spec.service_kind is ServiceKind.NOOP
         while not self.done.is_set():
             token = next(self._tokens)
@@ -148,7 +148,7 @@ class _Drain:
                 continue
             if timings:
                 stats.claim_latency_s.append(time.perf_counter() - started)
-            self._hold(claimed, token, claimed_at)
+            ledger.hold(claimed, token, claimed_at)
             # noop: nothing to serve, no coroutine, no timing (service latency stays null)
             if not noop:
                 for task in claimed:
@@ -158,67 +158,11 @@ class _Drain:
                         stats.service_s.append(time.perf_counter() - served)
                     else:
                         await self._serve(task)
-            ids = self._executed(claimed)
+            ids = ledger.executed(claimed)
             acked = await self.transact(self.queue.ack, token, ids)
-            self._release(token, ids)
-            self._count_acks(ids, acked)
-
-    def _hold(self, claimed: list[Claimed], token: int, claimed_at: float) -> None:
-        """Count the claims of backlog tasks and note who holds each lease, until when."""
-        stats, holder, first, n = self.stats, self._holder, self._first, self._n
-        received = time.time()
-        expires_at = claimed_at + self.spec.lease_s
-        for task in claimed:
-            index = task.id - first
-            if 0 <= index < n:
-                # attempts > our own claims: a consumer outside this drain held it before
-                stats.claims[index] = max(stats.claims[index] + 1, task.attempts)
-                held = holder[index]
-                # Claimed again while another worker's lease is still running: the queue
-                # handed one task to two workers at once. (10 ms of slack for clock reads.)
-                if held is not None and received < held[1] - 0.01:
-                    stats.double_handed += 1
-                holder[index] = (token, expires_at)
-
-    def _executed(self, claimed: list[Claimed]) -> list[int]:
-        """Count the served tasks' executions; their ids, to acknowledge."""
-        executions, first, n = self.stats.executions, self._first, self._n
-        ids = []
-        for task in claimed:
-            index = task.id - first
-            if 0 <= index < n:
-                executions[index] += 1
-            ids.append(task.id)
-        return ids
-
-    def _release(self, token: int, ids: list[int]) -> None:
-        """This claim is over, acknowledged or not: its leases are no longer held."""
-        holder, first, n = self._holder, self._first, self._n
-        for task_id in ids:
-            index = task_id - first
-            if 0 <= index < n and (held := holder[index]) is not None and held[0] == token:
-                holder[index] = None
-
-    def _count_acks(self, ids: list[int], acked: list[int] | None) -> None:
-        """Count the acknowledgements (None: given up); set ``done`` once every task has one."""
-        stats, first, n = self.stats, self._first, self._n
-        if acked is None:
-            stats.acks_given_up += len(ids)
-            return
-        stats.acks_rejected += len(ids) - len(acked)
-        now = time.perf_counter()
-        for task_id in acked:
-            index = task_id - first
-            if not 0 <= index < n:
-                stats.acks_unknown += 1
-                continue
-            stats.acks[index] += 1
-            if stats.acks[index] == 1:
-                self.acked_unique += 1
-                stats.e2e_s[index] = now - self.t_start
-                self.t_last_ack = now
-        if self.acked_unique >= n:
-            self.done.set()
+            ledger.release(token, ids)
+            if ledger.count_acks(ids, acked):
+                self.done.set()
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:
@@ -244,14 +188,15 @@ async def _drain(
         if monitor is not None:
             monitor.start()
         try:
-            drain.t_start = time.perf_counter()
-            drain.deadline = drain.t_start + spec.timeout_s
+            drain.ledger.t_start = time.perf_counter()
+            drain.deadline = drain.ledger.t_start + spec.timeout_s
             timed_out, livelock = await _run_workers(drain, on_progress)
         finally:
             if monitor is not None:
                 usage = monitor.stop()
-        end = drain.t_last_ack if drain.acked_unique else time.perf_counter()
-        return DrainResult(drain.stats, end - drain.t_start, len(pool), timed_out, usage, livelock)
+        ledger = drain.ledger
+        end = ledger.t_last_ack if ledger.acked_unique else time.perf_counter()
+        return DrainResult(drain.stats, end - ledger.t_start, len(pool), timed_out, usage, livelock)
     finally:
         if monitor is not None and usage is None:
             monitor.stop()  # the sampler thread must not outlive a failed drain
@@ -290,47 +235,22 @@ async def _run_workers(drain: _Drain, on_progress: ProgressSink | None) -> tuple
 
 
 async def _watchdog(drain: _Drain, window_s: float) -> LivelockError:
-    """Wake about once a second; return once no task got its first ack for ``window_s``
-    seconds while the busy errors grew at every wake-up.
-
-    A wake-up with no new busy error, with a new first ack, or one that came late
-    (the event loop was held, e.g. by cpu service, so nothing can be judged) starts
-    the window again.
-    """
+    """Look about once a second; return the livelock :class:`LivelockWatch` finds."""
     stats = drain.stats
-    tick = min(1.0, max(0.05, window_s / 4))
-    last = since = time.perf_counter()
-    acked = drain.acked_unique
-    busy_since = busy_last = stats.busy_total
+    watch = LivelockWatch(drain.spec, window_s, time.perf_counter(), drain.acked_unique, stats.busy_total)
     while True:
-        await asyncio.sleep(tick)
-        now, busy = time.perf_counter(), stats.busy_total
-        late = now - last > 2 * tick + 0.1
-        if late or busy == busy_last or drain.acked_unique != acked:
-            since, acked, busy_since = now, drain.acked_unique, busy
-        elif now - since >= window_s:
-            return _livelock(drain, now - since, busy - busy_since)
-        last, busy_last = now, busy
-
-
-def _livelock(drain: _Drain, window_s: float, busy: int) -> LivelockError:
-    spec = drain.spec
-    return LivelockError(
-        f"livelock: 0 acks in {window_s:.1f} s, {busy:,} busy retries"
-        f" ({drain.acked_unique} of {spec.tasks} tasks acknowledged; the workers keep colliding"
-        f" and none gets through; watchdog_s={spec.watchdog_s:g})",
-        acked=drain.acked_unique,
-        tasks=spec.tasks,
-        window_s=window_s,
-        busy=busy,
-    )
+        await asyncio.sleep(watch.tick)
+        found = watch.look(time.perf_counter(), drain.acked_unique, stats.busy_total)
+        if found is not None:
+            return found
 
 
 async def _report(drain: _Drain, on_progress: ProgressSink) -> None:
     while True:
         await asyncio.sleep(0.5)
-        elapsed = time.perf_counter() - drain.t_start
-        on_progress(drain.acked_unique, drain.acked_unique / elapsed if elapsed > 0 else 0.0)
+        ledger = drain.ledger
+        elapsed = time.perf_counter() - ledger.t_start
+        on_progress(ledger.acked_unique, ledger.acked_unique / elapsed if elapsed > 0 else 0.0)
 
 
 def run_drain(
@@ -352,14 +272,5 @@ def run_drain(
     if result.livelock is not None:
         raise result.livelock
     if result.timed_out:
-        hint = ""
-        if result.stats.acks_rejected:
-            hint = (
-                f"; {result.stats.acks_rejected} acks came after their lease expired:"
-                " queue.lease_s may be shorter than a claimed batch takes to serve"
-            )
-        raise DrainTimeoutError(
-            f"the backlog was not drained within iteration_timeout_s={spec.timeout_s:g}: "
-            f"{sum(1 for a in result.stats.acks if a)} of {spec.tasks} tasks acknowledged{hint}"
-        )
+        raise timeout_error(spec, result.stats)
     return result

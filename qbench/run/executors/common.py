@@ -1,0 +1,176 @@
+"""What every executor shares: the per-claim audit bookkeeping, the busy backoff,
+the livelock decision and the timeout message.
+
+Nothing here waits or takes a lock: each executor calls these from its own
+loop (coroutines, or threads holding the executor's lock).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from qbench.errors import DrainTimeoutError, LivelockError
+from qbench.kinds import BusyPolicy
+from qbench.run.executors.protocol import DrainSpec
+from qbench.run.metrics import DrainStats
+from qbench.run.queues.protocol import Claimed
+
+
+def backoff_s(spec: DrainSpec, attempt: int, rng: random.Random) -> float:
+    """Seconds to wait before retry ``attempt`` (1 on): 0 for ``native`` (SQLite's busy handler
+    already waited), a capped exponential backoff with full jitter for ``app``."""
+    if spec.busy_policy is BusyPolicy.APP:
+        cap = min(spec.backoff_cap_s, spec.backoff_base_s * 2 ** min(attempt - 1, 30))
+        return rng.uniform(0.0, cap)
+    return 0.0
+
+
+class Ledger:
+    """Per backlog task: claims, executions and acks, who holds its lease, its first ack's time.
+
+    ``stats`` receives the per-task lists and the claim/ack counters; ``t_start`` is the
+    drain's start (perf_counter), from which end-to-end latencies are measured.
+    """
+
+    def __init__(self, spec: DrainSpec, stats: DrainStats) -> None:
+        self.stats = stats
+        self.lease_s = spec.lease_s
+        self.acked_unique = 0
+        self.t_start = 0.0
+        self.t_last_ack = 0.0
+        self._first, self._n = spec.first_id, spec.tasks
+        # per backlog task: (lease token, wall-clock expiry) of the claim in flight
+        self._holder: list[tuple[int, float] | None] = [None] * spec.tasks
+
+    @property
+    def complete(self) -> bool:
+        return self.acked_unique >= self._n
+
+    def hold(self, claimed: list[Claimed], token: int, claimed_at: float) -> None:
+        """Count the claims of backlog tasks and note who holds each lease, until when."""
+        stats, holder, first, n = self.stats, self._holder, self._first, self._n
+        received = time.time()
+        expires_at = claimed_at + self.lease_s
+        for task in claimed:
+            index = task.id - first
+            if 0 <= index < n:
+                # attempts > our own claims: a consumer outside this drain held it before
+                stats.claims[index] = max(stats.claims[index] + 1, task.attempts)
+                held = holder[index]
+                # Claimed again while another worker's lease is still running: the queue
+                # handed one task to two workers at once. (10 ms of slack for clock reads.)
+                if held is not None and received < held[1] - 0.01:
+                    stats.double_handed += 1
+                holder[index] = (token, expires_at)
+
+    def executed(self, claimed: list[Claimed]) -> list[int]:
+        """Count the served tasks' executions; their ids, to acknowledge."""
+        executions, first, n = self.stats.executions, self._first, self._n
+        ids = []
+        for task in claimed:
+            index = task.id - first
+            if 0 <= index < n:
+                executions[index] += 1
+            ids.append(task.id)
+        return ids
+
+    def release(self, token: int, ids: list[int]) -> None:
+        """This claim is over, acknowledged or not: its leases are no longer held."""
+        holder, first, n = self._holder, self._first, self._n
+        for task_id in ids:
+            index = task_id - first
+            if 0 <= index < n and (held := holder[index]) is not None and held[0] == token:
+                holder[index] = None
+
+    def count_acks(self, ids: list[int], acked: list[int] | None) -> bool:
+        """Count the acknowledgements (None: given up); True once every task has one."""
+        stats, first, n = self.stats, self._first, self._n
+        if acked is None:
+            stats.acks_given_up += len(ids)
+            return False
+        stats.acks_rejected += len(ids) - len(acked)
+        now = time.perf_counter()
+        for task_id in acked:
+            index = task_id - first
+            if not 0 <= index < n:
+                stats.acks_unknown += 1
+                continue
+            stats.acks[index] += 1
+            if stats.acks[index] == 1:
+                self.acked_unique += 1
+                stats.e2e_s[index] = now - self.t_start
+                self.t_last_ack = now
+        return self.acked_unique >= n
+
+
+class LivelockWatch:
+    """The watchdog's decision, fed about once a ``tick``: a livelock once no task got its
+    first ack for ``window_s`` seconds while the busy errors grew at every look.
+
+    A look with no new busy error, with a new first ack, or one that came late (the
+    watcher was held, e.g. by cpu service, so nothing can be judged) starts the window again.
+    """
+
+    def __init__(self, spec: DrainSpec, window_s: float, now: float, acked: int, busy: int) -> None:
+        self.spec = spec
+        self.window_s = window_s
+        self.tick = min(1.0, max(0.05, self.window_s / 4))
+        self._last = self._since = now
+        self._acked = acked
+        self._busy_since = self._busy_last = busy
+
+    def look(self, now: float, acked: int, busy: int) -> LivelockError | None:
+        late = now - self._last > 2 * self.tick + 0.1
+        found = None
+        if late or busy == self._busy_last or acked != self._acked:
+            self._since, self._acked, self._busy_since = now, acked, busy
+        elif now - self._since >= self.window_s:
+            found = livelock(self.spec, acked, now - self._since, busy - self._busy_since)
+        self._last, self._busy_last = now, busy
+        return found
+
+
+def livelock(spec: DrainSpec, acked: int, window_s: float, busy: int) -> LivelockError:
+    return LivelockError(
+        f"livelock: 0 acks in {window_s:.1f} s, {busy:,} busy retries"
+        f" ({acked} of {spec.tasks} tasks acknowledged; the workers keep colliding"
+        f" and none gets through; watchdog_s={spec.watchdog_s:g})",
+        acked=acked,
+        tasks=spec.tasks,
+        window_s=window_s,
+        busy=busy,
+    )
+
+
+def timeout_error(spec: DrainSpec, stats: DrainStats) -> DrainTimeoutError:
+    """The drain did not finish within ``spec.timeout_s``, with a hint when leases were too short."""
+    hint = ""
+    if stats.acks_rejected:
+        hint = (
+            f"; {stats.acks_rejected} acks came after their lease expired:"
+            " queue.lease_s may be shorter than a claimed batch takes to serve"
+        )
+    return DrainTimeoutError(
+        f"the backlog was not drained within iteration_timeout_s={spec.timeout_s:g}: "
+        f"{sum(1 for a in stats.acks if a)} of {spec.tasks} tasks acknowledged{hint}"
+    )
+
+
+def merge_stats(into: DrainStats, part: DrainStats) -> None:
+    """Add a worker's counters and timings (not its per-task lists, which are shared) to ``into``."""
+    into.transactions += part.transactions
+    into.retries += part.retries
+    into.claims_empty += part.claims_empty
+    into.claims_given_up += part.claims_given_up
+    for phase, count in part.busy_by_phase.items():
+        into.busy_by_phase[phase] += count
+    for code, count in part.busy_by_code.items():
+        into.busy_by_code[code] += count
+    into.lock_wait_s.extend(part.lock_wait_s)
+    into.pool_wait_s.extend(part.pool_wait_s)
+    into.claim_latency_s.extend(part.claim_latency_s)
+    into.service_s.extend(part.service_s)
+
+
+__all__ = ["Ledger", "LivelockWatch", "backoff_s", "livelock", "merge_stats", "timeout_error"]
