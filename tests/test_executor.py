@@ -45,6 +45,17 @@ def assert_clean(df: pd.DataFrame, tasks: int) -> None:
     assert (df["tasks_completed"] == tasks).all()
 
 
+def assert_busy_storm(df: pd.DataFrame, why: str) -> None:
+    """Workers collided, retried, and every busy error was counted once by phase and by code."""
+    assert df["busy_total"].sum() > 0, why
+    assert df["retries"].sum() > 0
+    assert df["busy_code_busy"].sum() > 0
+    assert (
+        df["busy_total"] == df[[f"busy_phase_{p}" for p in ("begin", "claim", "ack", "commit")]].sum(axis=1)
+    ).all()
+    assert df["busy_rate"].between(0, 1).all()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("policy", ["native", "app"])
 def test_busy_storm_50_workers_timeout_zero(tmp_path: Path, policy: str) -> None:
@@ -58,13 +69,7 @@ def test_busy_storm_50_workers_timeout_zero(tmp_path: Path, policy: str) -> None
         claim=section("claim", tx="immediate"),
     )
     assert_clean(df, 60)
-    assert df["busy_total"].sum() > 0, "50 workers with no busy timeout must collide"
-    assert df["retries"].sum() > 0
-    assert df["busy_code_busy"].sum() > 0
-    assert (
-        df["busy_total"] == df[[f"busy_phase_{p}" for p in ("begin", "claim", "ack", "commit")]].sum(axis=1)
-    ).all()
-    assert df["busy_rate"].between(0, 1).all()
+    assert_busy_storm(df, "50 workers with no busy timeout must collide")
 
 
 def test_deferred_mode_meets_busy_snapshot(tmp_path: Path) -> None:

@@ -16,18 +16,34 @@ import pytest
 
 from qbench.errors import DrainTimeoutError
 from qbench.kinds import ExecutorKind
-from qbench.run.database import connect, prepare_database
+from qbench.run.database import Backlog, connect, prepare_database
 from qbench.run.executors import EXECUTORS, drain_spec, run_drain_threads, thread_executor
 from qbench.run.pragmas import connection_settings
-from qbench.run.queues import make_queue
+from qbench.run.queues import QueueUnderTest, make_queue
 from qbench.settings import Config
 
 from .conftest import run_qbench, small_config
-from .test_executor import assert_clean, run, section
+from .test_executor import assert_busy_storm, assert_clean, run, section
 
 
 def thread_run(tmp_path: Path, **changes: object) -> pd.DataFrame:
     return run(tmp_path, executor=section("executor", kind="thread"), **changes)
+
+
+def prepared(cfg: Config, tmp_path: Path) -> tuple[Path, QueueUnderTest, Backlog]:
+    """A database with the config's backlog, ready for an executor to drain."""
+    db_path = tmp_path / "t.db"
+    queue = make_queue(cfg)
+    backlog = prepare_database(
+        db_path,
+        queue,
+        connection_settings(cfg),
+        history_rows=0,
+        tasks=cfg.tasks,
+        payload=b"x",
+        enqueue_batch=100,
+    )
+    return db_path, queue, backlog
 
 
 def test_registered() -> None:
@@ -85,13 +101,7 @@ def test_busy_storm_16_threads_timeout_zero(tmp_path: Path, policy: str) -> None
         claim=section("claim", tx="immediate"),
     )
     assert_clean(df, 100)
-    assert df["busy_total"].sum() > 0, "16 threads with no busy timeout must collide"
-    assert df["retries"].sum() > 0
-    assert df["busy_code_busy"].sum() > 0
-    assert (
-        df["busy_total"] == df[[f"busy_phase_{p}" for p in ("begin", "claim", "ack", "commit")]].sum(axis=1)
-    ).all()
-    assert df["busy_rate"].between(0, 1).all()
+    assert_busy_storm(df, "16 threads with no busy timeout must collide")
 
 
 @pytest.mark.slow
@@ -104,17 +114,7 @@ def test_iteration_timeout_holds_for_cpu_service(tmp_path: Path) -> None:
         service=section("service", kind="cpu", ms=10_000),
         iteration_timeout_s=1.0,
     )
-    db_path = tmp_path / "t.db"
-    queue = make_queue(cfg)
-    backlog = prepare_database(
-        db_path,
-        queue,
-        connection_settings(cfg),
-        history_rows=0,
-        tasks=cfg.tasks,
-        payload=b"x",
-        enqueue_batch=100,
-    )
+    db_path, queue, backlog = prepared(cfg, tmp_path)
     started = time.perf_counter()
     with pytest.raises(DrainTimeoutError, match="iteration_timeout_s=1"):
         run_drain_threads(drain_spec(cfg, db_path, backlog.first_id), queue)
@@ -156,17 +156,7 @@ def test_ctrl_c_stops_the_threads_promptly_and_closes_every_connection(
         tasks=1000,
         service=section("service", kind="sleep", ms=50),
     )
-    db_path = tmp_path / "t.db"
-    queue = make_queue(cfg)
-    backlog = prepare_database(
-        db_path,
-        queue,
-        connection_settings(cfg),
-        history_rows=0,
-        tasks=cfg.tasks,
-        payload=b"x",
-        enqueue_batch=100,
-    )
+    db_path, queue, backlog = prepared(cfg, tmp_path)
     threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
     started = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
