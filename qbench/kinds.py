@@ -10,7 +10,14 @@ from enum import StrEnum
 
 
 class WorkloadKind(StrEnum):
-    DRAIN = "drain"  # a pre-filled backlog drained by the workers
+    DRAIN = "drain"  # a pre-filled backlog drained by the workers (closed loop)
+    STEADY = "steady"  # open loop: tasks arrive at workload.rate whatever the workers do
+    BURST = "burst"  # steady plus bursts at workload.burst_rate
+
+
+class Arrivals(StrEnum):
+    POISSON = "poisson"  # exponential gaps (independent arrivals)
+    UNIFORM = "uniform"  # evenly spaced arrivals
 
 
 class JournalMode(StrEnum):
@@ -48,6 +55,7 @@ class PoolKind(StrEnum):
 class ExecutorKind(StrEnum):
     ASYNC = "async"
     THREAD = "thread"
+    PROCESS = "process"
 
 
 class QueueKind(StrEnum):
@@ -58,6 +66,12 @@ class ServiceKind(StrEnum):
     NOOP = "noop"
     SLEEP = "sleep"  # awaited asyncio.sleep
     CPU = "cpu"  # busy work that holds the event loop
+
+
+class ServiceDist(StrEnum):
+    FIXED = "fixed"  # every task takes service.ms
+    EXPONENTIAL = "exponential"  # median service.ms
+    LOGNORMAL = "lognormal"  # median service.ms, shape service.sigma
 
 
 class MetricsLevel(StrEnum):

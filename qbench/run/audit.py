@@ -10,6 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
+Counts = Sequence[int] | npt.NDArray[np.integer]
+
 
 @dataclass(frozen=True)
 class AuditResult:
@@ -34,9 +39,9 @@ class AuditResult:
 
 
 def audit_drain(
-    claims: Sequence[int],
-    executions: Sequence[int],
-    acks: Sequence[int],
+    claims: Counts,
+    executions: Counts,
+    acks: Counts,
     *,
     acks_unknown: int = 0,
     double_handed: int = 0,
@@ -44,14 +49,17 @@ def audit_drain(
     expected_done_rows: int | None = None,
 ) -> AuditResult:
     """Compare per-task counts from the workers' side; ``queue_states`` cross-checks the table."""
-    n = len(acks)
-    lost = sum(1 for a in acks if a == 0)
-    acked_twice = sum(1 for a in acks if a > 1)
-    duplicated = sum(1 for e in executions if e > 1)
-    redelivered = sum(1 for c in claims if c > 1)
+    acks_a, claims_a, executions_a = np.asarray(acks), np.asarray(claims), np.asarray(executions)
+    if not acks_a.shape == claims_a.shape == executions_a.shape:
+        raise ValueError("claims, executions and acks must count the same tasks")
+    n = len(acks_a)
+    lost = int(np.count_nonzero(acks_a == 0))
+    acked_twice = int(np.count_nonzero(acks_a > 1))
+    duplicated = int(np.count_nonzero(executions_a > 1))
+    redelivered = int(np.count_nonzero(claims_a > 1))
     # Handed to two workers at once: claimed while another lease was in flight (counted
     # by the workers), or executed more often than it was claimed.
-    double_handed += sum(1 for c, e in zip(claims, executions, strict=True) if e > c)
+    double_handed += int(np.count_nonzero(executions_a > claims_a))
     reasons = []
     if lost:
         reasons.append(f"{lost} of {n} tasks lost (never acknowledged)")

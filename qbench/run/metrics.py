@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import psutil
 
 from qbench.run.queues.sql import BUSY_CODE_COLUMNS, BusyError, TxPhase
@@ -26,12 +27,15 @@ BUSY_PHASES = (TxPhase.BEGIN, TxPhase.CLAIM, TxPhase.ACK, TxPhase.COMMIT)
 class DrainStats:
     """Everything the workers of one iteration count and time."""
 
-    # per task of the backlog (index = id - first id), from the workers' side
-    claims: list[int]
-    executions: list[int]
-    acks: list[int]
-    # seconds from the start of the drain to the task's first successful ack
-    e2e_s: list[float]
+    # per task of the backlog (index = id - first id), from the workers' side: compact
+    # numpy arrays (int32 counts, float64 times), about 20 bytes a task
+    claims: np.ndarray
+    executions: np.ndarray
+    acks: np.ndarray
+    # seconds from the start of the drain (DrainResult.t_start) to the task's first successful ack
+    e2e_s: np.ndarray
+    # seconds from the start of the drain to the task's first claim (NaN: never claimed)
+    claimed_s: np.ndarray
     transactions: int = 0
     retries: int = 0
     busy_by_phase: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BUSY_PHASES, 0))
@@ -50,7 +54,22 @@ class DrainStats:
 
     @classmethod
     def for_tasks(cls, n: int) -> DrainStats:
-        return cls(claims=[0] * n, executions=[0] * n, acks=[0] * n, e2e_s=[float("nan")] * n)
+        return cls(
+            claims=np.zeros(n, dtype=np.int32),
+            executions=np.zeros(n, dtype=np.int32),
+            acks=np.zeros(n, dtype=np.int32),
+            e2e_s=np.full(n, np.nan),
+            claimed_s=np.full(n, np.nan),
+        )
+
+    @classmethod
+    def counters_only(cls) -> DrainStats:
+        """Stats with no per-task arrays: one worker's counters and timings, merged later."""
+        return cls.for_tasks(0)
+
+    @property
+    def tasks_acked(self) -> int:
+        return int(np.count_nonzero(self.acks))
 
     def count_busy(self, err: BusyError) -> None:
         phase = err.phase if err.phase in self.busy_by_phase else TxPhase.CLAIM
@@ -62,7 +81,10 @@ class DrainStats:
         return sum(self.busy_by_phase.values())
 
 
-def percentiles_ms(values_s: Sequence[float], qs: Sequence[float]) -> list[float | None]:
+Seconds = Sequence[float] | npt.NDArray[np.floating]
+
+
+def percentiles_ms(values_s: Seconds, qs: Sequence[float]) -> list[float | None]:
     """Percentiles (in ms) of raw values in seconds; NaNs dropped; None when there are none."""
     arr = np.asarray(values_s, dtype=float)
     arr = arr[~np.isnan(arr)]
@@ -71,7 +93,7 @@ def percentiles_ms(values_s: Sequence[float], qs: Sequence[float]) -> list[float
     return [float(v) * 1000.0 for v in np.percentile(arr, qs)]
 
 
-def max_ms(values_s: Sequence[float]) -> float | None:
+def max_ms(values_s: Seconds) -> float | None:
     arr = np.asarray(values_s, dtype=float)
     arr = arr[~np.isnan(arr)]
     return float(arr.max()) * 1000.0 if arr.size else None

@@ -23,7 +23,7 @@ Row = dict[str, Any]
 def measure_columns(cfg: Config, drain: DrainResult, backlog: Backlog) -> Row:
     stats, usage, duration = drain.stats, drain.usage, drain.duration_s
     assert usage is not None  # the drive was given a monitor
-    completed = sum(1 for a in stats.acks if a)
+    completed = stats.tasks_acked
     tps = completed / duration if duration > 0 else None
     row: Row = {
         "pool_connections": drain.pool_connections,

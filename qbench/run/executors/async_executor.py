@@ -190,13 +190,17 @@ async def _drain(
         try:
             drain.ledger.t_start = time.perf_counter()
             drain.deadline = drain.ledger.t_start + spec.timeout_s
+            if spec.on_start is not None:
+                spec.on_start(drain.ledger.t_start)
             timed_out, livelock = await _run_workers(drain, on_progress)
         finally:
             if monitor is not None:
                 usage = monitor.stop()
         ledger = drain.ledger
         end = ledger.t_last_ack if ledger.acked_unique else time.perf_counter()
-        return DrainResult(drain.stats, end - ledger.t_start, len(pool), timed_out, usage, livelock)
+        return DrainResult(
+            drain.stats, end - ledger.t_start, len(pool), timed_out, usage, livelock, ledger.t_start
+        )
     finally:
         if monitor is not None and usage is None:
             monitor.stop()  # the sampler thread must not outlive a failed drain

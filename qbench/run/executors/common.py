@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Protocol
 
 from qbench.errors import DrainTimeoutError, LivelockError
 from qbench.kinds import BusyPolicy
@@ -26,16 +27,30 @@ def backoff_s(spec: DrainSpec, attempt: int, rng: random.Random) -> float:
     return 0.0
 
 
-class Ledger:
-    """Per backlog task: claims, executions and acks, who holds its lease, its first ack's time.
+class SharedAcks(Protocol):
+    """First acks counted across processes (executor=process): the drain is complete when
+    the total reaches the tasks, whichever process acknowledged them."""
 
-    ``stats`` receives the per-task lists and the claim/ack counters; ``t_start`` is the
-    drain's start (perf_counter), from which end-to-end latencies are measured.
+    def add(self, n: int) -> int:
+        """Add ``n`` first acks; the total so far, every process included."""
+        ...
+
+    def total(self) -> int: ...
+
+
+class Ledger:
+    """Per backlog task: claims, executions and acks, who holds its lease, its first claim's and
+    first ack's times.
+
+    ``stats`` receives the per-task arrays and the claim/ack counters; ``t_start`` is the
+    drain's start (perf_counter), from which end-to-end latencies are measured. With
+    ``shared`` (executor=process) completion counts every process's first acks.
     """
 
-    def __init__(self, spec: DrainSpec, stats: DrainStats) -> None:
+    def __init__(self, spec: DrainSpec, stats: DrainStats, shared: SharedAcks | None = None) -> None:
         self.stats = stats
         self.lease_s = spec.lease_s
+        self.shared = shared
         self.acked_unique = 0
         self.t_start = 0.0
         self.t_last_ack = 0.0
@@ -45,16 +60,22 @@ class Ledger:
 
     @property
     def complete(self) -> bool:
+        if self.shared is not None:
+            return self.shared.total() >= self._n
         return self.acked_unique >= self._n
 
     def hold(self, claimed: list[Claimed], token: int, claimed_at: float) -> None:
         """Count the claims of backlog tasks and note who holds each lease, until when."""
         stats, holder, first, n = self.stats, self._holder, self._first, self._n
         received = time.time()
+        since_start = time.perf_counter() - self.t_start
+        claimed_s = stats.claimed_s
         expires_at = claimed_at + self.lease_s
         for task in claimed:
             index = task.id - first
             if 0 <= index < n:
+                if stats.claims[index] == 0:
+                    claimed_s[index] = since_start
                 # attempts > our own claims: a consumer outside this drain held it before
                 stats.claims[index] = max(stats.claims[index] + 1, task.attempts)
                 held = holder[index]
@@ -91,6 +112,7 @@ class Ledger:
             return False
         stats.acks_rejected += len(ids) - len(acked)
         now = time.perf_counter()
+        first_acks = 0
         for task_id in acked:
             index = task_id - first
             if not 0 <= index < n:
@@ -98,9 +120,12 @@ class Ledger:
                 continue
             stats.acks[index] += 1
             if stats.acks[index] == 1:
-                self.acked_unique += 1
+                first_acks += 1
                 stats.e2e_s[index] = now - self.t_start
                 self.t_last_ack = now
+        self.acked_unique += first_acks
+        if self.shared is not None:
+            return (self.shared.add(first_acks) if first_acks else self.shared.total()) >= n
         return self.acked_unique >= n
 
 
@@ -153,7 +178,7 @@ def timeout_error(spec: DrainSpec, stats: DrainStats) -> DrainTimeoutError:
         )
     return DrainTimeoutError(
         f"the backlog was not drained within iteration_timeout_s={spec.timeout_s:g}: "
-        f"{sum(1 for a in stats.acks if a)} of {spec.tasks} tasks acknowledged{hint}"
+        f"{stats.tasks_acked} of {spec.tasks} tasks acknowledged{hint}"
     )
 
 

@@ -9,19 +9,23 @@ outlives the call.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from qbench.errors import LivelockError
-from qbench.kinds import BusyPolicy, MetricsLevel, ServiceKind
+from qbench.kinds import BusyPolicy, MetricsLevel, ServiceDist, ServiceKind
 from qbench.run.metrics import DrainStats, ResourceMonitor, ResourceUsage
 from qbench.run.pragmas import ConnectionSettings, connection_settings
 from qbench.run.queues.protocol import QueueUnderTest
-from qbench.settings import Config, pool_connections
+from qbench.settings import Config, pool_connections, worker_processes
 
 # Called now and then with (tasks acknowledged so far, tasks per second since the start).
 ProgressSink = Callable[[int, float], None]
+# Called once, in the calling process, with the perf_counter time at which the workers' clock
+# starts (for executor=process: when the barrier releases them). On Linux perf_counter is
+# CLOCK_MONOTONIC, one clock for every process of the host.
+StartHook = Callable[[float], None]
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,30 @@ class DrainSpec:
     timings: bool = True
     # seconds with no new first ack while busy errors keep growing: a livelock; 0 = no watchdog
     watchdog_s: float = 0.0
+    # how service times vary around service_s (the median), and the seed they are drawn from
+    service_dist: ServiceDist = ServiceDist.FIXED
+    service_sigma: float = 0.0
+    seed: int = 0
+    # executor=process: worker processes (0 = one per worker) and SIGKILLs per drain
+    processes: int = 0
+    faults_kill: int = 0
+    # called with the clock's start (open-loop producers start there); never sent to a child process
+    on_start: StartHook | None = None
+
+
+@dataclass(frozen=True)
+class ProcessUsage:
+    """One worker process of executor=process, over its measured run."""
+
+    index: int
+    pid: int
+    workers: int
+    cpu_user_s: float
+    cpu_sys_s: float
+    # the process's own high-water mark (getrusage ru_maxrss): exact, not sampled
+    rss_peak_bytes: int
+    # False: killed by faults.kill (its counters died with it; its leased tasks came back)
+    completed: bool = True
 
 
 @dataclass
@@ -58,6 +86,12 @@ class DrainResult:
     usage: ResourceUsage | None = None
     # the watchdog stopped the drain: no first ack for watchdog_s while busy errors grew
     livelock: LivelockError | None = None
+    # perf_counter time at which the workers' clock started: stats' per-task times count from here
+    t_start: float = 0.0
+    # executor=process: every worker process, killed ones included
+    processes: list[ProcessUsage] = field(default_factory=list)
+    # worker processes killed by faults.kill
+    faults_injected: int = 0
 
 
 class Executor(Protocol):
@@ -99,4 +133,9 @@ def drain_spec(cfg: Config, db_path: Path, first_id: int) -> DrainSpec:
         timeout_s=cfg.iteration_timeout_s,
         timings=cfg.metrics.level is MetricsLevel.FULL,
         watchdog_s=cfg.watchdog_s,
+        service_dist=cfg.service.dist,
+        service_sigma=cfg.service.sigma,
+        seed=cfg.seed,
+        processes=worker_processes(cfg),
+        faults_kill=cfg.faults.kill,
     )

@@ -116,7 +116,7 @@ class _Worker:
         self.spec = drain.spec
         self.lender: _Own | _Shared
         # this thread's counters and timings; the per-task lists stay in the drain's stats
-        self.stats = DrainStats(claims=[], executions=[], acks=[], e2e_s=[])
+        self.stats = DrainStats.counters_only()
         self._rng = random.Random(0x9B + index)
 
     def run(self) -> None:
@@ -287,6 +287,8 @@ def _run(
         try:
             drain.ledger.t_start = time.perf_counter()
             drain.deadline = drain.ledger.t_start + spec.timeout_s
+            if spec.on_start is not None:
+                spec.on_start(drain.ledger.t_start)
             for thread in threads:
                 thread.start()
             timed_out, livelock = _supervise(drain, on_progress)
@@ -302,7 +304,9 @@ def _run(
             merge_stats(drain.stats, worker.stats)
         ledger = drain.ledger
         end = ledger.t_last_ack if ledger.acked_unique else time.perf_counter()
-        return DrainResult(drain.stats, end - ledger.t_start, len(connections), timed_out, usage, livelock)
+        return DrainResult(
+            drain.stats, end - ledger.t_start, len(connections), timed_out, usage, livelock, ledger.t_start
+        )
     finally:
         if drain is not None:
             drain.stop.set()
