@@ -32,7 +32,7 @@ import aiosqlite
 
 from qbench.errors import LivelockError
 from qbench.kinds import BusyPolicy, ServiceKind
-from qbench.run.executors.common import Ledger, LivelockWatch, backoff_s, timeout_error
+from qbench.run.executors.common import Ledger, LivelockWatch, SharedAcks, backoff_s, timeout_error
 from qbench.run.executors.interrupts import Interrupts, run_interruptibly
 from qbench.run.executors.pool import ConnectionPool
 from qbench.run.executors.protocol import DrainResult, DrainSpec, ProgressSink
@@ -44,13 +44,15 @@ T = TypeVar("T")
 
 
 class _Drain:
-    def __init__(self, spec: DrainSpec, queue: QueueUnderTest, pool: ConnectionPool) -> None:
+    def __init__(
+        self, spec: DrainSpec, queue: QueueUnderTest, pool: ConnectionPool, shared: SharedAcks | None = None
+    ) -> None:
         self.spec = spec
         self.queue = queue
         self.pool = pool
         self.stats = DrainStats.for_tasks(spec.tasks)
         # per-task audit bookkeeping, shared with the other executors
-        self.ledger = Ledger(spec, self.stats)
+        self.ledger = Ledger(spec, self.stats, shared)
         self.done = asyncio.Event()
         # perf_counter time at which the iteration times out: cpu service stops there
         self.deadline = math.inf
@@ -125,6 +127,8 @@ class _Drain:
             await asyncio.wait_for(self.done.wait(), self.spec.poll_interval_s)
         except TimeoutError:
             pass
+        if self.ledger.shared is not None and self.ledger.complete:
+            self.done.set()  # the other processes acknowledged the rest
 
     async def worker(self) -> None:
         """Claim, serve, acknowledge, until every backlog task is acknowledged.
@@ -178,12 +182,13 @@ async def _drain(
     on_progress: ProgressSink | None,
     monitor: ResourceMonitor | None,
     interrupts: Interrupts,
+    shared: SharedAcks | None = None,
 ) -> DrainResult:
     interrupts.attach()
     pool = await ConnectionPool.open(str(spec.db_path), spec.pool_size, spec.settings)
     usage: ResourceUsage | None = None
     try:
-        drain = _Drain(spec, queue, pool)
+        drain = _Drain(spec, queue, pool, shared)
         drain.main = interrupts.main
         if monitor is not None:
             monitor.start()
@@ -263,8 +268,12 @@ def run_drain(
     *,
     on_progress: ProgressSink | None = None,
     monitor: ResourceMonitor | None = None,
+    shared: SharedAcks | None = None,
 ) -> DrainResult:
     """Drain the backlog already in ``spec.db_path``; every connection is closed on return.
+
+    With ``shared`` (a worker process of executor=process) the drain ends once every
+    process's first acks together cover the tasks.
 
     Raises:
         DrainTimeoutError: the backlog was not drained within ``spec.timeout_s``.
@@ -272,7 +281,9 @@ def run_drain(
         KeyboardInterrupt: Ctrl-C (or a handled SIGTERM): raised once every connection is closed
             (:mod:`qbench.run.executors.interrupts`).
     """
-    result = run_interruptibly(lambda interrupts: _drain(spec, queue, on_progress, monitor, interrupts))
+    result = run_interruptibly(
+        lambda interrupts: _drain(spec, queue, on_progress, monitor, interrupts, shared)
+    )
     if result.livelock is not None:
         raise result.livelock
     if result.timed_out:

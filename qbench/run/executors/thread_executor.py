@@ -34,7 +34,14 @@ from typing import Any, TypeVar
 from qbench.errors import LivelockError
 from qbench.kinds import ServiceKind
 from qbench.run.database import connect
-from qbench.run.executors.common import Ledger, LivelockWatch, backoff_s, merge_stats, timeout_error
+from qbench.run.executors.common import (
+    Ledger,
+    LivelockWatch,
+    SharedAcks,
+    backoff_s,
+    merge_stats,
+    timeout_error,
+)
 from qbench.run.executors.protocol import DrainResult, DrainSpec, ProgressSink
 from qbench.run.metrics import DrainStats, ResourceMonitor, ResourceUsage
 from qbench.run.queues.protocol import Claimed, QueueUnderTest
@@ -79,11 +86,17 @@ class _Shared:
 
 
 class _Drain:
-    def __init__(self, spec: DrainSpec, queue: QueueUnderTest, connections: list[sqlite3.Connection]) -> None:
+    def __init__(
+        self,
+        spec: DrainSpec,
+        queue: QueueUnderTest,
+        connections: list[sqlite3.Connection],
+        shared: SharedAcks | None = None,
+    ) -> None:
         self.spec = spec
         self.queue = queue
         self.stats = DrainStats.for_tasks(spec.tasks)
-        self.ledger = Ledger(spec, self.stats)
+        self.ledger = Ledger(spec, self.stats, shared)
         # taken by the ledger's calls and the lease-requeue schedule only
         self.lock = threading.Lock()
         # set on every stop: all acknowledged, deadline, watchdog, a worker's error, Ctrl-C
@@ -189,6 +202,9 @@ class _Worker:
         if due:
             self.transact(drain.queue.requeue_expired)
         drain.stop.wait(self.spec.poll_interval_s)
+        if drain.ledger.shared is not None and drain.ledger.complete:
+            drain.finished.set()  # the other processes acknowledged the rest
+            drain.stop.set()
 
     def loop(self) -> None:
         """Claim, serve, acknowledge, until the drain stops."""
@@ -267,7 +283,11 @@ def _supervise(drain: _Drain, on_progress: ProgressSink | None) -> tuple[bool, L
 
 
 def _run(
-    spec: DrainSpec, queue: QueueUnderTest, on_progress: ProgressSink | None, monitor: ResourceMonitor | None
+    spec: DrainSpec,
+    queue: QueueUnderTest,
+    on_progress: ProgressSink | None,
+    monitor: ResourceMonitor | None,
+    shared: SharedAcks | None = None,
 ) -> DrainResult:
     connections: list[sqlite3.Connection] = []
     usage: ResourceUsage | None = None
@@ -277,7 +297,7 @@ def _run(
         for _ in range(spec.pool_size):
             # handed to one thread at a time (owned, or lent by the pool)
             connections.append(connect(spec.db_path, spec.settings, check_same_thread=False))
-        drain = _Drain(spec, queue, connections)
+        drain = _Drain(spec, queue, connections, shared)
         threads = [
             threading.Thread(target=worker.run, name=f"qbench-worker-{index}", daemon=True)
             for index, worker in enumerate(drain.workers)
@@ -324,16 +344,18 @@ def run_drain_threads(
     *,
     on_progress: ProgressSink | None = None,
     monitor: ResourceMonitor | None = None,
+    shared: SharedAcks | None = None,
 ) -> DrainResult:
     """Drain the backlog already in ``spec.db_path`` with ``spec.workers`` threads;
-    every connection is closed on return.
+    every connection is closed on return. With ``shared`` (a worker process of
+    executor=process) the drain ends once every process's first acks cover the tasks.
 
     Raises:
         DrainTimeoutError: the backlog was not drained within ``spec.timeout_s``.
         LivelockError: no task got its first ack for ``spec.watchdog_s`` while busy errors grew.
         KeyboardInterrupt: Ctrl-C: raised once the workers have stopped and every connection is closed.
     """
-    result = _run(spec, queue, on_progress, monitor)
+    result = _run(spec, queue, on_progress, monitor, shared)
     if result.livelock is not None:
         raise result.livelock
     if result.timed_out:
