@@ -59,7 +59,7 @@ class _Drain:
         # the task running the drain: cancelled on Ctrl-C (see qbench.run.executors.interrupts)
         self.main: asyncio.Task[Any] | None = None
         self.next_requeue_at = 0.0
-        self._tokens = itertools.count(1)
+        self._tokens = itertools.count(spec.token_base + 1)
         self._rng = random.Random(0x9B)
         self._timings = spec.timings
 

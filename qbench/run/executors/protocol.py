@@ -56,6 +56,9 @@ class DrainSpec:
     # executor=process: worker processes (0 = one per worker) and SIGKILLs per drain
     processes: int = 0
     faults_kill: int = 0
+    # lease tokens count from token_base + 1: each worker process gets its own range, so no
+    # process can acknowledge another's lease
+    token_base: int = 0
     # called with the clock's start (open-loop producers start there); never sent to a child process
     on_start: StartHook | None = None
 

@@ -106,15 +106,15 @@ class _Drain:
         self.errors: list[BaseException] = []
         self.deadline = math.inf
         self.next_requeue_at = 0.0
-        self._tokens = itertools.count(1)  # next() on a count is atomic under the GIL
+        self._tokens = itertools.count(spec.token_base + 1)  # next() on a count is atomic under the GIL
         self.workers = [_Worker(self, index) for index in range(spec.workers)]
         if len(connections) >= spec.workers:
             for worker, conn in zip(self.workers, connections, strict=False):
                 worker.lender = _Own(conn)
         else:
-            shared = _Shared(connections)
+            lender = _Shared(connections)
             for worker in self.workers:
-                worker.lender = shared
+                worker.lender = lender
 
     def token(self) -> int:
         return next(self._tokens)
