@@ -14,7 +14,8 @@ its boundary (a failed job or stage is a result, exit 1, not an error)::
     ├── MeasurementError   an iteration could not be measured as asked
     │   ├── DrainTimeoutError  an iteration did not drain its backlog in time
     │   ├── LivelockError      no task acknowledged for watchdog_s while busy errors kept growing
-    │   └── CeilingError       the single-connection ceiling loop lost or left tasks
+    │   ├── CeilingError       the single-connection ceiling loop lost or left tasks
+    │   └── WorkerProcessError a worker process of executor=process failed, died or did not start
     ├── FitInputError      (also a ValueError) numbers a scaling fit cannot take
     ├── BusyError          (qbench.run.queues.sql) an SQLITE_BUSY/LOCKED family error
     │                      that reached the application; counted, then retried or given up
@@ -107,6 +108,11 @@ class LivelockError(MeasurementError):
 
 class CeilingError(MeasurementError):
     """The single-connection ceiling loop did not acknowledge every task."""
+
+
+class WorkerProcessError(MeasurementError):
+    """A worker process of executor=process failed (its error, in one line), ended without
+    reporting, or did not start in time; the other processes were stopped."""
 
 
 class FitInputError(QbenchError, ValueError):

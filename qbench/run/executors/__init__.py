@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from qbench.kinds import ExecutorKind
 from qbench.run.executors.async_executor import run_drain
+from qbench.run.executors.process_executor import run_drain_processes
 from qbench.run.executors.protocol import DrainResult, DrainSpec, Executor, ProgressSink, drain_spec
 from qbench.run.executors.thread_executor import run_drain_threads
 from qbench.run.registry import lookup
@@ -18,6 +19,7 @@ from qbench.settings import Config
 EXECUTORS: dict[ExecutorKind, Executor] = {
     ExecutorKind.ASYNC: run_drain,
     ExecutorKind.THREAD: run_drain_threads,
+    ExecutorKind.PROCESS: run_drain_processes,
 }
 
 
@@ -39,5 +41,6 @@ __all__ = [
     "drain_spec",
     "executor_for",
     "run_drain",
+    "run_drain_processes",
     "run_drain_threads",
 ]
