@@ -10,11 +10,14 @@ from __future__ import annotations
 from qbench.kinds import WorkloadKind
 from qbench.run.registry import lookup
 from qbench.run.workloads.drain import DrainWorkload
-from qbench.run.workloads.protocol import Bench, Workload
+from qbench.run.workloads.protocol import Bench, Driven, Workload
+from qbench.run.workloads.steady import BurstWorkload, SteadyWorkload
 from qbench.settings import Config
 
 WORKLOADS: dict[WorkloadKind, Workload] = {
     WorkloadKind.DRAIN: DrainWorkload(),
+    WorkloadKind.STEADY: SteadyWorkload(),
+    WorkloadKind.BURST: BurstWorkload(),
 }
 
 
@@ -27,4 +30,13 @@ def workload_for(cfg: Config) -> Workload:
     return lookup(WORKLOADS, "workload.kind", cfg.workload.kind)
 
 
-__all__ = ["WORKLOADS", "Bench", "DrainWorkload", "Workload", "workload_for"]
+__all__ = [
+    "WORKLOADS",
+    "Bench",
+    "BurstWorkload",
+    "DrainWorkload",
+    "Driven",
+    "SteadyWorkload",
+    "Workload",
+    "workload_for",
+]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from qbench.run.database import Backlog, prepare_database
-from qbench.run.executors.protocol import DrainResult, ProgressSink, drain_spec
+from qbench.run.executors.protocol import ProgressSink, drain_spec
 from qbench.run.metrics import ResourceMonitor
-from qbench.run.workloads.protocol import Bench
+from qbench.run.workloads.protocol import Bench, Driven
 
 
 class DrainWorkload:
@@ -30,6 +30,6 @@ class DrainWorkload:
         *,
         on_progress: ProgressSink | None = None,
         monitor: ResourceMonitor | None = None,
-    ) -> DrainResult:
+    ) -> Driven:
         spec = drain_spec(bench.cfg, bench.db_path, backlog.first_id)
-        return bench.executor(spec, bench.queue, on_progress=on_progress, monitor=monitor)
+        return Driven(bench.executor(spec, bench.queue, on_progress=on_progress, monitor=monitor))

@@ -4,7 +4,8 @@ A workload has two steps. ``prepare`` builds a fresh database for the
 iteration (schema, history, whatever must be there before the clock starts)
 and says where the measured tasks are; ``drive`` hands them to the executor
 (and, for an open-loop workload, keeps them arriving while it runs) and
-returns what the workers counted. Both get the job's :class:`Bench`.
+returns what the workers counted (:class:`Driven`: for an open-loop
+workload, with what the producer did). Both get the job's :class:`Bench`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from qbench.run.executors.protocol import DrainResult, Executor, ProgressSink
 from qbench.run.metrics import ResourceMonitor
 from qbench.run.pragmas import ConnectionSettings
 from qbench.run.queues.protocol import QueueUnderTest
+from qbench.run.workloads.open_loop import OpenLoop
 from qbench.settings import Config
 
 
@@ -35,6 +37,15 @@ class Bench:
     payload: bytes
 
 
+@dataclass(frozen=True)
+class Driven:
+    """What one drive gave: the workers' counts, and for steady and burst the open-loop record."""
+
+    drain: DrainResult
+    # None for a closed-loop workload (drain)
+    open_loop: OpenLoop | None = None
+
+
 class Workload(Protocol):
     def prepare(self, bench: Bench) -> Backlog:
         """Create the iteration's database; set-up is timed apart from the enqueue of the tasks."""
@@ -47,7 +58,7 @@ class Workload(Protocol):
         *,
         on_progress: ProgressSink | None = None,
         monitor: ResourceMonitor | None = None,
-    ) -> DrainResult:
+    ) -> Driven:
         """Run the executor until every task of ``backlog`` is acknowledged.
 
         Raises:
