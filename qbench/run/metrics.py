@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,10 +48,12 @@ class DrainStats:
     acks_unknown: int = 0
     # claims of a task while another worker's unexpired lease on it was still in flight
     double_handed: int = 0
-    lock_wait_s: list[float] = field(default_factory=list)
-    pool_wait_s: list[float] = field(default_factory=list)
-    claim_latency_s: list[float] = field(default_factory=list)
-    service_s: list[float] = field(default_factory=list)
+    # per-event timings in seconds: compact float64 arrays (array('d'), 8 bytes a value;
+    # append, extend, len, iteration and np.asarray all work)
+    lock_wait_s: array[float] = field(default_factory=lambda: array("d"))
+    pool_wait_s: array[float] = field(default_factory=lambda: array("d"))
+    claim_latency_s: array[float] = field(default_factory=lambda: array("d"))
+    service_s: array[float] = field(default_factory=lambda: array("d"))
 
     @classmethod
     def for_tasks(cls, n: int) -> DrainStats:

@@ -2,12 +2,20 @@
 
 Each claim and each ack is one transaction on a connection taken from the
 pool and given back right after, so a task's service time never holds a
-connection. Busy errors are caught per transaction, counted by phase and
-extended code, and handled by the busy policy: ``native`` retries at once
-(SQLite's busy handler already waited), ``app`` sleeps a capped exponential
-backoff with full jitter first. A transaction that exhausts its retries is
-given up: a given-up claim is simply tried again, a given-up ack leaves the
-lease to expire so the task is redelivered (at-least-once).
+connection. A transaction runs whole on the connection's own thread in one
+call (:func:`~qbench.run.executors.pool.on_thread`: one round trip, however
+many statements), and the ack of a batch carries the claim of the next one
+in the same call: two transactions, two commits, one round trip, the
+connection held for both (so with a pool smaller than ``workers`` a
+connection is lent for one transaction at a time, or for this pair). The
+last acks of a drain go alone. Busy errors are caught per transaction,
+counted by phase and extended code, and handled by the busy policy:
+``native`` retries at once (SQLite's busy handler already waited), ``app``
+sleeps a capped exponential backoff with full jitter first. A transaction
+that exhausts its retries is given up: a given-up claim is simply tried
+again, a given-up ack leaves the lease to expire so the task is redelivered
+(at-least-once). A busy ack of a pair claims nothing and is retried alone;
+a busy claim after a committed ack is retried alone.
 
 Two guards run beside the workers, never inside their loop. The iteration
 deadline (``iteration_timeout_s``) holds for every service kind: the ``cpu``
@@ -26,7 +34,8 @@ import math
 import random
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any, NamedTuple, TypeVar
 
 import aiosqlite
 
@@ -34,13 +43,22 @@ from qbench.errors import LivelockError
 from qbench.kinds import BusyPolicy, ServiceKind
 from qbench.run.executors.common import Ledger, LivelockWatch, SharedAcks, backoff_s, timeout_error
 from qbench.run.executors.interrupts import Interrupts, run_interruptibly
-from qbench.run.executors.pool import ConnectionPool
+from qbench.run.executors.pool import ConnectionPool, on_thread
 from qbench.run.executors.protocol import DrainResult, DrainSpec, ProgressSink
 from qbench.run.metrics import DrainStats, ResourceMonitor, ResourceUsage
 from qbench.run.queues.protocol import Claimed, QueueUnderTest
-from qbench.run.queues.sql import BusyError, Transaction, query, run_async
+from qbench.run.queues.sql import BusyError, Transaction, run_or_roll_back, run_then
+from qbench.run.service import ServiceTimes
 
 T = TypeVar("T")
+
+
+class _Batch(NamedTuple):
+    """One claim: its lease token, the wall-clock time before it ran, what it leased (None: given up)."""
+
+    token: int
+    claimed_at: float
+    tasks: list[Claimed] | None
 
 
 class _Drain:
@@ -53,6 +71,9 @@ class _Drain:
         self.stats = DrainStats.for_tasks(spec.tasks)
         # per-task audit bookkeeping, shared with the other executors
         self.ledger = Ledger(spec, self.stats, shared)
+        self.service = ServiceTimes(
+            spec.service_dist, spec.service_s, spec.service_sigma, spec.seed, spec.tasks
+        )
         self.done = asyncio.Event()
         # perf_counter time at which the iteration times out: cpu service stops there
         self.deadline = math.inf
@@ -62,42 +83,48 @@ class _Drain:
         self._tokens = itertools.count(spec.token_base + 1)
         self._rng = random.Random(0x9B)
         self._timings = spec.timings
+        # Lock waits are appended on the connections' threads: array.append is one C call
+        # under the GIL, so concurrent appends from several threads are safe.
+        self._lock_sink = self.stats.lock_wait_s.append if spec.timings else None
 
     @property
     def acked_unique(self) -> int:
         return self.ledger.acked_unique
 
-    def _lock_wait(self, seconds: float) -> None:
-        self.stats.lock_wait_s.append(seconds)
+    async def _acquire(self) -> aiosqlite.Connection:
+        if not self._timings:
+            return await self.pool.acquire()
+        waited = time.perf_counter()
+        conn = await self.pool.acquire()
+        self.stats.pool_wait_s.append(time.perf_counter() - waited)
+        return conn
 
-    async def transact(self, make_tx: Callable[..., Transaction[T]], *args: Any) -> T | None:
+    async def transact(self, make_tx: Callable[..., Transaction[T]], *args: Any, failed: int = 0) -> T | None:
         """Run ``make_tx(*args, now)`` under the busy policy; None when its retries ran out.
 
-        ``now`` (wall clock, for leases) is taken afresh for every attempt.
+        Each attempt is one call on a pooled connection's thread (rolled back there after a
+        busy error); ``now`` (wall clock, for leases) is taken afresh for every attempt.
+        ``failed``: attempts that already ended in a busy error (counted by the caller).
         """
-        stats = self.stats
-        sink = self._lock_wait if self._timings else None
-        attempt = 0
+        stats, attempt = self.stats, failed
         while True:
-            if self._timings:
-                waited = time.perf_counter()
-                conn = await self.pool.acquire()
-                stats.pool_wait_s.append(time.perf_counter() - waited)
-            else:
-                conn = await self.pool.acquire()
+            if attempt:
+                if attempt > self.spec.max_retries:
+                    return None
+                stats.retries += 1
+                await self._backoff(attempt)
+            conn = await self._acquire()
             stats.transactions += 1
             try:
-                return await run_async(conn, make_tx(*args, time.time()), sink)
+                return await on_thread(
+                    conn,
+                    partial(run_or_roll_back, tx=make_tx(*args, time.time()), on_lock_wait=self._lock_sink),
+                )
             except BusyError as err:
                 stats.count_busy(err)
-                await _rollback(conn)
             finally:
                 self.pool.release(conn)
             attempt += 1
-            if attempt > self.spec.max_retries:
-                return None
-            stats.retries += 1
-            await self._backoff(attempt)
 
     async def _backoff(self, attempt: int) -> None:
         if self.spec.busy_policy is BusyPolicy.APP:
@@ -105,8 +132,65 @@ class _Drain:
         else:
             await asyncio.sleep(0)  # let other workers run; SQLite's handler already waited
 
+    async def claim(self) -> _Batch:
+        token, claimed_at = next(self._tokens), time.time()
+        started = time.perf_counter()
+        tasks = await self.transact(self.queue.claim, token)
+        if tasks and self._timings:
+            self.stats.claim_latency_s.append(time.perf_counter() - started)
+        return _Batch(token, claimed_at, tasks)
+
+    def _may_complete(self, acks: int) -> bool:
+        """These acks may be the last ones: the ack then goes alone, with no claim after it."""
+        ledger = self.ledger
+        # across processes the total is another process's counter: the claim after the last
+        # ack finds nothing (every task is done), so it is only skipped within one process
+        return self.done.is_set() or (ledger.shared is None and ledger.acked_unique + acks >= self.spec.tasks)
+
+    async def ack_and_claim(self, token: int, ids: list[int]) -> tuple[list[int] | None, _Batch | None]:
+        """Acknowledge ``ids``, and claim the next batch in the same call on the same connection
+        (two transactions, two commits, one round trip; the connection is held for both).
+
+        Returns:
+            (the acked ids, None when the ack was given up; the next claim, None when it did
+            not travel with the ack: a busy ack is retried alone, and so are the last acks).
+        """
+        if self._may_complete(len(ids)):
+            return await self.transact(self.queue.ack, token, ids), None
+        stats, queue = self.stats, self.queue
+        conn = await self._acquire()
+        next_token, now = next(self._tokens), time.time()  # after the pool wait: the lease's start
+        stats.transactions += 1
+        trip = partial(
+            run_then,
+            first=queue.ack(token, ids, now),
+            then=queue.claim(next_token, now),
+            on_lock_wait=self._lock_sink,
+        )
+        busy_ack: BusyError | None = None
+        try:
+            acked, outcome, claim_started = await on_thread(conn, trip)
+        except BusyError as err:  # the ack: rolled back there, nothing claimed
+            busy_ack = err
+        finally:
+            self.pool.release(conn)
+        if busy_ack is not None:
+            stats.count_busy(busy_ack)
+            return await self.transact(queue.ack, token, ids, failed=1), None
+        stats.transactions += 1
+        tasks: list[Claimed] | None
+        if isinstance(outcome, BusyError):
+            stats.count_busy(outcome)
+            tasks = await self.transact(queue.claim, next_token, failed=1)
+        else:
+            tasks = outcome
+        if tasks and self._timings:
+            stats.claim_latency_s.append(time.perf_counter() - claim_started)
+        return acked, _Batch(next_token, now, tasks)
+
     async def _serve(self, task: Claimed) -> None:
-        kind, seconds = self.spec.service_kind, self.spec.service_s
+        kind = self.spec.service_kind
+        seconds = self.service.seconds(task.id - self.spec.first_id)
         if kind is ServiceKind.SLEEP:
             await asyncio.sleep(seconds)
         elif kind is ServiceKind.CPU:
@@ -116,6 +200,18 @@ class _Drain:
             main = self.main
             while time.perf_counter() < end and not (main is not None and main.cancelling()):
                 pass
+
+    async def serve(self, tasks: list[Claimed]) -> None:
+        """Serve a claimed batch, task by task (noop: nothing to serve, no timing)."""
+        if self.spec.service_kind is ServiceKind.NOOP:
+            return
+        for task in tasks:
+            if self._timings:
+                served = time.perf_counter()
+                await self._serve(task)
+                self.stats.service_s.append(time.perf_counter() - served)
+            else:
+                await self._serve(task)
 
     async def _idle(self) -> None:
         """Nothing claimable: requeue expired leases now and then, then wait a little."""
@@ -131,18 +227,19 @@ class _Drain:
             self.done.set()  # the other processes acknowledged the rest
 
     async def worker(self) -> None:
-        """Claim, serve, acknowledge, until every backlog task is acknowledged.
+        """Claim, serve, acknowledge (and claim the next batch in the same call), until every
+        backlog task is acknowledged.
 
-        The hot loop: every await here is a transaction or a task's service, and
-        the bookkeeping steps are plain calls, once per claim.
+        The hot loop: every await here is one call on a connection's thread or a task's
+        service, and the bookkeeping steps are plain calls, once per claim.
         """
-        stats, timings, ledger = self.stats, self._timings, self.ledger
-        noop = self.spec.service_kind is ServiceKind.NOOP
+        stats, ledger = self.stats, self.ledger
+        batch: _Batch | None = None
         while not self.done.is_set():
-            token = next(self._tokens)
-            started = time.perf_counter() if timings else 0.0
-            claimed_at = time.time()
-            claimed = await self.transact(self.queue.claim, token)
+            if batch is None:
+                batch = await self.claim()
+            token, claimed_at, claimed = batch
+            batch = None
             if claimed is None:
                 stats.claims_given_up += 1
                 continue
@@ -150,30 +247,13 @@ class _Drain:
                 stats.claims_empty += 1
                 await self._idle()
                 continue
-            if timings:
-                stats.claim_latency_s.append(time.perf_counter() - started)
             ledger.hold(claimed, token, claimed_at)
-            # noop: nothing to serve, no coroutine, no timing (service latency stays null)
-            if not noop:
-                for task in claimed:
-                    if timings:
-                        served = time.perf_counter()
-                        await self._serve(task)
-                        stats.service_s.append(time.perf_counter() - served)
-                    else:
-                        await self._serve(task)
+            await self.serve(claimed)
             ids = ledger.executed(claimed)
-            acked = await self.transact(self.queue.ack, token, ids)
+            acked, batch = await self.ack_and_claim(token, ids)
             ledger.release(token, ids)
             if ledger.count_acks(ids, acked):
                 self.done.set()
-
-
-async def _rollback(conn: aiosqlite.Connection) -> None:
-    # A failed COMMIT in a rollback journal leaves the transaction open; a failed
-    # statement may already have rolled it back. Only roll back what is open.
-    if conn.in_transaction:
-        await conn.execute(query("rollback"))
 
 
 async def _drain(

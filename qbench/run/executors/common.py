@@ -11,6 +11,8 @@ import random
 import time
 from typing import Protocol
 
+import numpy as np
+
 from qbench.errors import DrainTimeoutError, LivelockError
 from qbench.kinds import BusyPolicy
 from qbench.run.executors.protocol import DrainSpec
@@ -55,8 +57,10 @@ class Ledger:
         self.t_start = 0.0
         self.t_last_ack = 0.0
         self._first, self._n = spec.first_id, spec.tasks
-        # per backlog task: (lease token, wall-clock expiry) of the claim in flight
-        self._holder: list[tuple[int, float] | None] = [None] * spec.tasks
+        # per backlog task, the claim in flight: its lease token (0: none; tokens count from 1)
+        # and wall-clock expiry, as compact arrays (16 bytes a task)
+        self._holder = np.zeros(spec.tasks, dtype=np.int64)
+        self._expiry = np.zeros(spec.tasks, dtype=np.float64)
 
     @property
     def complete(self) -> bool:
@@ -66,24 +70,25 @@ class Ledger:
 
     def hold(self, claimed: list[Claimed], token: int, claimed_at: float) -> None:
         """Count the claims of backlog tasks and note who holds each lease, until when."""
-        stats, holder, first, n = self.stats, self._holder, self._first, self._n
+        stats, holder, expiry, first, n = self.stats, self._holder, self._expiry, self._first, self._n
         received = time.time()
         since_start = time.perf_counter() - self.t_start
-        claimed_s = stats.claimed_s
+        claims, claimed_s = stats.claims, stats.claimed_s
         expires_at = claimed_at + self.lease_s
         for task in claimed:
             index = task.id - first
             if 0 <= index < n:
-                if stats.claims[index] == 0:
+                before = int(claims[index])
+                if before == 0:
                     claimed_s[index] = since_start
                 # attempts > our own claims: a consumer outside this drain held it before
-                stats.claims[index] = max(stats.claims[index] + 1, task.attempts)
-                held = holder[index]
+                claims[index] = max(before + 1, task.attempts)
                 # Claimed again while another worker's lease is still running: the queue
                 # handed one task to two workers at once. (10 ms of slack for clock reads.)
-                if held is not None and received < held[1] - 0.01:
+                if holder[index] and received < expiry[index] - 0.01:
                     stats.double_handed += 1
-                holder[index] = (token, expires_at)
+                holder[index] = token
+                expiry[index] = expires_at
 
     def executed(self, claimed: list[Claimed]) -> list[int]:
         """Count the served tasks' executions; their ids, to acknowledge."""
@@ -101,8 +106,8 @@ class Ledger:
         holder, first, n = self._holder, self._first, self._n
         for task_id in ids:
             index = task_id - first
-            if 0 <= index < n and (held := holder[index]) is not None and held[0] == token:
-                holder[index] = None
+            if 0 <= index < n and holder[index] == token:
+                holder[index] = 0
 
     def count_acks(self, ids: list[int], acked: list[int] | None) -> bool:
         """Count the acknowledgements (None: given up); True once every task has one."""
@@ -111,6 +116,7 @@ class Ledger:
             stats.acks_given_up += len(ids)
             return False
         stats.acks_rejected += len(ids) - len(acked)
+        acks = stats.acks
         now = time.perf_counter()
         first_acks = 0
         for task_id in acked:
@@ -118,8 +124,8 @@ class Ledger:
             if not 0 <= index < n:
                 stats.acks_unknown += 1
                 continue
-            stats.acks[index] += 1
-            if stats.acks[index] == 1:
+            acks[index] += 1
+            if acks[index] == 1:
                 first_acks += 1
                 stats.e2e_s[index] = now - self.t_start
                 self.t_last_ack = now

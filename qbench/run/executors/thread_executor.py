@@ -16,7 +16,9 @@ and taken under one lock, twice per claim, never per statement.
 The calling thread supervises: the iteration deadline, the livelock watchdog,
 progress reports, Ctrl-C. Every stop is a shared event the workers check
 between transactions (and the ``cpu`` and ``sleep`` services while they
-serve), so they end promptly and every connection is closed before return.
+serve), so they end promptly and every connection is closed before return;
+a batch whose service a stop cut short is not acknowledged (its lease expires).
+Task ``i`` is served for its time from :class:`~qbench.run.service.ServiceTimes`.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from qbench.run.executors.protocol import DrainResult, DrainSpec, ProgressSink
 from qbench.run.metrics import DrainStats, ResourceMonitor, ResourceUsage
 from qbench.run.queues.protocol import Claimed, QueueUnderTest
 from qbench.run.queues.sql import BusyError, Transaction, query, run_sync
+from qbench.run.service import ServiceTimes
 
 T = TypeVar("T")
 
@@ -97,6 +100,9 @@ class _Drain:
         self.queue = queue
         self.stats = DrainStats.for_tasks(spec.tasks)
         self.ledger = Ledger(spec, self.stats, shared)
+        self.service = ServiceTimes(
+            spec.service_dist, spec.service_s, spec.service_sigma, spec.seed, spec.tasks
+        )
         # taken by the ledger's calls and the lease-requeue schedule only
         self.lock = threading.Lock()
         # set on every stop: all acknowledged, deadline, watchdog, a worker's error, Ctrl-C
@@ -178,7 +184,8 @@ class _Worker:
             time.sleep(backoff_s(spec, attempt, self._rng))
 
     def serve(self, task: Claimed) -> None:
-        kind, seconds, drain = self.spec.service_kind, self.spec.service_s, self.drain
+        kind, drain = self.spec.service_kind, self.drain
+        seconds = drain.service.seconds(task.id - self.spec.first_id)
         if kind is ServiceKind.SLEEP:
             seconds = min(seconds, max(0.0, drain.deadline - time.perf_counter()))
             if seconds <= _SHORT_SLEEP_S:
@@ -236,6 +243,8 @@ class _Worker:
                         stats.service_s.append(time.perf_counter() - served)
                     else:
                         self.serve(task)
+                if stop.is_set() or time.perf_counter() >= drain.deadline:
+                    return  # service cut short by a stop or the deadline: not acknowledged
             with lock:
                 ids = ledger.executed(claimed)
             acked = self.transact(queue.ack, token, ids)

@@ -2,10 +2,12 @@
 
 The queue's transactions are written once, as generators that yield
 :class:`Statement` s and receive each statement's rows. A plain ``sqlite3``
-driver (:func:`run_sync`, used by the ceiling and set-up) and an aiosqlite
-driver (:func:`run_async`, used by the workers) run the same generators, so
-the ceiling runs exactly the statements the workers run, and every yielded
-statement is exactly one round trip.
+driver (:func:`run_sync`, used by the ceiling, set-up and the thread workers)
+and an aiosqlite driver (:func:`run_async`, one await per statement, for set-up)
+run the same generators, so the ceiling runs exactly the statements the workers
+run. The async workers run :func:`run_or_roll_back` (one transaction) or
+:func:`run_then` (an ack and the next claim) on a connection's own thread, so a
+whole transaction, or two, costs one round trip to that thread.
 """
 
 from __future__ import annotations
@@ -164,10 +166,58 @@ def run_sync(conn: sqlite3.Connection, tx: Transaction[T], on_lock_wait: LockWai
         return done.value  # type: ignore[no-any-return]
 
 
+def run_or_roll_back(
+    conn: sqlite3.Connection, tx: Transaction[T], on_lock_wait: LockWaitSink | None = None
+) -> T:
+    """:func:`run_sync`, and after a busy error roll back what is still open, then raise.
+
+    A failed COMMIT in a rollback journal leaves the transaction open; a failed statement
+    may already have rolled it back: only what is open is rolled back. This is the whole
+    of one attempt, so a worker can run it on a connection's own thread in one call.
+
+    Raises:
+        BusyError: a BUSY/LOCKED family error, tagged with the statement's phase.
+    """
+    try:
+        return run_sync(conn, tx, on_lock_wait)
+    except BusyError:
+        if conn.in_transaction:
+            conn.execute(query("rollback"))
+        raise
+
+
+U = TypeVar("U")
+
+
+def run_then(
+    conn: sqlite3.Connection,
+    first: Transaction[T],
+    then: Transaction[U],
+    on_lock_wait: LockWaitSink | None = None,
+) -> tuple[T, U | BusyError, float]:
+    """Run ``first``, then ``then``: two transactions, two commits, one call (e.g. the ack of a
+    batch and the claim of the next one, on the connection's own thread).
+
+    Returns:
+        (first's result, then's result or the busy error that stopped it, the perf_counter
+        time at which ``first`` ended, where ``then`` began).
+
+    Raises:
+        BusyError: ``first`` got a busy error (rolled back); ``then`` was not started.
+    """
+    done = run_or_roll_back(conn, first, on_lock_wait)
+    started = time.perf_counter()
+    try:
+        return done, run_or_roll_back(conn, then, on_lock_wait), started
+    except BusyError as err:
+        return done, err, started
+
+
 async def run_async(
     conn: aiosqlite.Connection, tx: Transaction[T], on_lock_wait: LockWaitSink | None = None
 ) -> T:
-    """Run a transaction generator on an aiosqlite connection: one await per statement.
+    """Run a transaction generator on an aiosqlite connection: one await per statement
+    (set-up uses it; the workers run whole transactions on the connection's thread instead).
 
     Raises:
         BusyError: a BUSY/LOCKED family error, tagged with the statement's phase.

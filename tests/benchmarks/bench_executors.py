@@ -1,0 +1,160 @@
+"""Executor overhead, measured as ratios in one run (not a test: run it by hand).
+
+    python tests/benchmarks/bench_executors.py [--tasks 5000] [--reps 7] [--pairs 20]
+
+WAL, synchronous NORMAL, autocommit claims, 1 worker, noop tasks, the default history rows.
+Prints, each measured in this run:
+  * per case (executor x claim batch): the ceiling (the same claim and ack statements in a
+    tight loop on one plain sqlite3 connection, ``qbench.run.ceiling``), the executor's
+    throughput on a freshly prepared backlog (acknowledged tasks / seconds from the workers'
+    start to the last first ack: the ``throughput_tps`` column), and their ratio (the
+    ``harness_efficiency`` column). Ceiling and drain alternate, order flipping every rep, and
+    the figure is the median of the per-rep ratios, so drift on a shared machine cancels.
+    Targets: async batch 1 >= 0.35, async batch 16 >= 0.5, thread batch 1 >= 0.7,
+    process batch 1 >= 0.85 (when that executor is registered);
+  * per executor, throughput with metrics.level=full (every timing, the RSS/WAL sampler) over
+    throughput with metrics.level=minimal: the median of paired ratios, order alternating
+    (target: within 1%, i.e. >= 0.99).
+Set-up (database, history rows, backlog) is never timed. Exits 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from qbench.kinds import ExecutorKind, MetricsLevel, TxMode
+from qbench.run.ceiling import measure_ceiling
+from qbench.run.database import prepare_database, remove_database
+from qbench.run.executors import EXECUTORS, drain_spec
+from qbench.run.metrics import ResourceMonitor
+from qbench.run.pragmas import connection_settings
+from qbench.run.queues import make_queue
+from qbench.settings import Config, validate
+
+# (executor, claim batch, target ratio)
+CASES = (
+    (ExecutorKind.ASYNC, 1, 0.35),
+    (ExecutorKind.ASYNC, 16, 0.5),
+    (ExecutorKind.THREAD, 1, 0.7),
+    (ExecutorKind.PROCESS, 1, 0.85),
+)
+OVERHEAD_TARGET = 0.99
+PAYLOAD = b"x" * 128
+
+
+def config(db_dir: Path, executor: ExecutorKind, tasks: int, batch: int, level: MetricsLevel) -> Config:
+    c = Config()
+    return validate(
+        dataclasses.replace(
+            c,
+            workers=1,
+            tasks=tasks,
+            executor=dataclasses.replace(c.executor, kind=executor),
+            claim=dataclasses.replace(c.claim, tx=TxMode.AUTOCOMMIT, batch=batch),
+            metrics=dataclasses.replace(c.metrics, level=level),
+            db=dataclasses.replace(c.db, dir=str(db_dir)),
+        )
+    )
+
+
+def ceiling_tps(cfg: Config, db_path: Path) -> float:
+    return measure_ceiling(
+        db_path,
+        make_queue(cfg),
+        connection_settings(cfg),
+        tasks=cfg.tasks,
+        history_rows=cfg.history_rows,
+        payload=PAYLOAD,
+        enqueue_batch=cfg.queue.enqueue_batch,
+    ).tps
+
+
+def drain_tps(cfg: Config, db_path: Path) -> float:
+    """One drain as a job's iteration runs it (its monitor included); tasks per second."""
+    queue, settings = make_queue(cfg), connection_settings(cfg)
+    backlog = prepare_database(
+        db_path,
+        queue,
+        settings,
+        history_rows=cfg.history_rows,
+        tasks=cfg.tasks,
+        payload=PAYLOAD,
+        enqueue_batch=cfg.queue.enqueue_batch,
+    )
+    full = cfg.metrics.level is MetricsLevel.FULL
+    monitor = ResourceMonitor(db_path, cfg.metrics.sample_interval_ms / 1000.0 if full else None)
+    try:
+        result = EXECUTORS[cfg.executor.kind](
+            drain_spec(cfg, db_path, backlog.first_id), queue, monitor=monitor
+        )
+    finally:
+        remove_database(db_path)
+    if result.stats.tasks_acked != cfg.tasks:
+        raise SystemExit(f"{cfg.executor.kind}: {result.stats.tasks_acked} of {cfg.tasks} tasks acknowledged")
+    return result.stats.tasks_acked / result.duration_s
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--reps", type=int, default=7, help="ceiling/drain pairs per case")
+    parser.add_argument("--pairs", type=int, default=20, help="full/minimal drain pairs per executor")
+    parser.add_argument("--executors", default="", help="comma-separated executors (default: all registered)")
+    args = parser.parse_args()
+    chosen = {ExecutorKind(e) for e in args.executors.split(",") if e} or set(EXECUTORS)
+    cases = [case for case in CASES if case[0] in chosen and case[0] in EXECUTORS]
+    work = Path(tempfile.mkdtemp(prefix="qbench-bench-"))
+    db_path = work / "bench.db"
+
+    failed = False
+    print(f"WAL/NORMAL, autocommit claims, 1 worker, noop, {args.tasks} tasks; medians of per-rep ratios")
+    for executor, batch, target in cases:
+        cfg = config(work, executor, args.tasks, batch, MetricsLevel.FULL)
+        drain_tps(cfg, db_path)  # warm-up: imports, caches, the file system
+        ratios, ceilings, drains = [], [], []
+        for rep in range(args.reps):
+            if rep % 2 == 0:
+                ceiling, drain = ceiling_tps(cfg, db_path), drain_tps(cfg, db_path)
+            else:
+                drain, ceiling = drain_tps(cfg, db_path), ceiling_tps(cfg, db_path)
+            ceilings.append(ceiling)
+            drains.append(drain)
+            ratios.append(drain / ceiling)
+        ratio = statistics.median(ratios)
+        ok = ratio >= target
+        failed |= not ok
+        print(
+            f"{executor:>7} batch {batch:>2}: ceiling {statistics.median(ceilings):>7,.0f} tasks/s, "
+            f"throughput {statistics.median(drains):>7,.0f} tasks/s, ratio {ratio:.3f} "
+            f"(range {min(ratios):.3f}-{max(ratios):.3f}; target >= {target}) {'PASS' if ok else 'FAIL'}",
+            flush=True,
+        )
+    for executor in sorted({e for e, _, _ in cases}):
+        levels = {level: config(work, executor, args.tasks, 1, level) for level in MetricsLevel}
+        paired: list[float] = []
+        for rep in range(args.pairs):
+            order = (MetricsLevel.FULL, MetricsLevel.MINIMAL)
+            tps = {level: drain_tps(levels[level], db_path) for level in (order if rep % 2 else order[::-1])}
+            paired.append(tps[MetricsLevel.FULL] / tps[MetricsLevel.MINIMAL])
+        if not paired:
+            continue
+        ratio = statistics.median(paired)
+        ok = ratio >= OVERHEAD_TARGET
+        failed |= not ok
+        print(
+            f"{executor:>7} metrics full / minimal: median of {len(paired)} paired ratios {ratio:.3f} "
+            f"(target >= {OVERHEAD_TARGET}) {'PASS' if ok else 'FAIL'}",
+            flush=True,
+        )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
