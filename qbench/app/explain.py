@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from hydra.core.global_hydra import GlobalHydra
 
 from qbench.app.paths import conf_dir
+from qbench.app.plugins import missing_plugin
 from qbench.app.redact import REDACTED
 from qbench.errors import ConfigError
 
@@ -167,9 +168,21 @@ def _patterns() -> list[tuple[str, Callable[[re.Match[str]], str]]]:
     ]
 
 
+def _not_installed(text: str, overrides: Sequence[str]) -> str | None:
+    """A launcher or sweeper plugin (or a preset built on one) that is not installed: the extra to install."""
+    found = re.search(r"Could not (?:find|load) '(hydra/(?:launcher|sweeper))/([^'/]*)'", text)
+    if not found:
+        return None
+    chosen = _value_of(found[1], overrides)
+    return missing_plugin(found[1], found[2], None if chosen == "?" else chosen)
+
+
 def explain(exc: BaseException, overrides: Sequence[str]) -> str:
     """One line for a Hydra/OmegaConf composition error, naming the key where one is known."""
     text = str(exc)
+    not_installed = _not_installed(text, overrides)
+    if not_installed:
+        return not_installed
     unparsed = getattr(exc, "override", None)  # OverrideParseException: the line it could not parse
     if isinstance(unparsed, str) and not text.startswith(("Error parsing", "LexerNoViable")):
         return one_line(f"{unparsed!r} is not allowed: expected KEY=VALUE (Hydra: {one_line(text)})")

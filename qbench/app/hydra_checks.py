@@ -9,6 +9,7 @@ output directory.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
+from qbench.app.plugins import PRESET_REQUIRED
 from qbench.errors import ConfigError, UsageError
 
 _DIR_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")
@@ -104,9 +106,12 @@ def _build_check(key: str, node: Any, base: type) -> None:
         raise _refuse(f"{key}._target_", target, f"expected an importable {base.__name__} class") from None
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise _refuse(f"{key}._target_", target, f"expected a subclass of {base.__name__}")
-    params = inspect.signature(cls).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
+    params = [name for name in inspect.signature(cls).parameters if name != "_target_"]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(cls).parameters.values()):
+        schema = OmegaConf.get_type(node)  # a plugin's **kwargs: the keys its typed config declares
+        if not (isinstance(schema, type) and dataclasses.is_dataclass(schema)):
+            return
+        params = [f.name for f in dataclasses.fields(schema) if f.name != "_target_"]
     raw = OmegaConf.to_container(node, resolve=False)
     assert isinstance(raw, dict)
     for name, value in raw.items():
@@ -140,8 +145,45 @@ def _check_logging(base: DictConfig) -> None:
                 raise _refuse(key, level, f"allowed: {', '.join(sorted(known, key=known.__getitem__))}")
 
 
+def _check_required(base: DictConfig) -> None:
+    """A launcher's or sweeper's key left ``???``, or null where the chosen qbench preset needs a value."""
+    choices = OmegaConf.select(base, "hydra.runtime.choices", default=None) or {}
+    for section, group in (("hydra.launcher", "hydra/launcher"), ("hydra.sweeper", "hydra/sweeper")):
+        node = OmegaConf.select(base, section, default=None)
+        if not isinstance(node, DictConfig):
+            continue
+        chosen = str(choices.get(group))
+        needed = {str(key) for key in OmegaConf.missing_keys(node)}
+        needed |= {
+            key
+            for key in PRESET_REQUIRED.get((group, chosen), ())
+            if not OmegaConf.is_missing(node, key) and node.get(key) in (None, "")
+        }
+        for key in sorted(needed):
+            value = "???" if OmegaConf.is_missing(node, key) else node.get(key)
+            raise _refuse(f"{section}.{key}", value, f"{group}={chosen} needs a value: {section}.{key}=VALUE")
+
+
+def _check_cluster(base: DictConfig) -> None:
+    """A SLURM launcher where there is no SLURM (submitit fails with a traceback once the sweep began)."""
+    import shutil
+
+    target = OmegaConf.select(base, "hydra.launcher._target_", default=None)
+    if isinstance(target, str) and target.endswith(".SlurmLauncher") and shutil.which("srun") is None:
+        choice = OmegaConf.select(base, "hydra.runtime.choices", default=None) or {}
+        raise _refuse(
+            "hydra/launcher",
+            str(choice.get("hydra/launcher", "submitit_slurm")),
+            "no SLURM on this machine (srun is not on PATH): run it on the cluster's submit host "
+            "(hydra/launcher=submitit_local tries the same path here)",
+        )
+
+
 def check_hydra_node(base: DictConfig, multirun: bool) -> None:
     """Hydra's settings that only fail once Hydra runs: refuse them now, in one line."""
+    _check_required(base)
+    if multirun:
+        _check_cluster(base)
     _build_check("hydra.launcher", base.hydra.get("launcher"), Launcher)
     if multirun:
         _build_check("hydra.sweeper", base.hydra.get("sweeper"), Sweeper)
