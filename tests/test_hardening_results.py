@@ -362,9 +362,9 @@ def test_the_report_and_the_summary_line_name_missing_jobs(
         assert f"skipped {tmp_path.resolve() / name}: {reason}" in err
     for report in ("report.md", "report.html"):
         text = (tmp_path / report).read_text()
-        assert f"{len(expected)} job(s) failed or did not finish" in text
+        assert f"{len(expected)} jobs failed or did not finish" in text  # issue 10: plurals right
         assert "livelock: 0 acks in 10 s, 14 claims given up" in text
-        assert "result file(s) left out" not in text  # each job listed once, as a job
+        assert "result file left out" not in text and "result files left out" not in text
 
 
 # --- reasons are one line -----------------------------------------------------------

@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from qbench.report.document import _curves, write_report
+from qbench.report.curves import _curves
+from qbench.report.document import write_report
 
 HOST = "bench-1"
 WORKERS = (1, 2, 4, 8)

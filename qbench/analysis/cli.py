@@ -117,7 +117,27 @@ def _print_comparison(table: pd.DataFrame) -> None:
         )
 
 
+def _iteration_note(table: pd.DataFrame) -> str | None:
+    """A note when the two sides measured different numbers of iterations per config."""
+    if table.empty:
+        return None
+    base = sorted(set(table["baseline_iterations"].astype(int)))
+    cand = sorted(set(table["candidate_iterations"].astype(int)))
+    if base == cand:
+        return None
+
+    def counts(values: list[int]) -> str:
+        return "/".join(str(v) for v in values) + (" iteration" if values == [1] else " iterations")
+
+    return (
+        f"note: the baseline has {counts(base)} per config, the candidate {counts(cand)}: "
+        "the rank test allows for it, but noise differs between the sides"
+    )
+
+
 def _report_gate(result: Comparison, threshold: float, alpha: float) -> None:
+    if (note := _iteration_note(result.table)) is not None:
+        print(note)
     counts = {name: result.count(name) for name in ("regression", "invalid", "inconclusive")}
     line = f"{len(result.table)} config(s) compared, {counts['regression']} significantly slower "
     line += f"by more than {threshold:.0%}"

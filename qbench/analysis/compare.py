@@ -158,13 +158,16 @@ def compare_sweeps(baseline: Path, candidate: Path, *, threshold: float, alpha: 
             for values, group in frame.groupby(keys, dropna=False, sort=True)
         }
 
-    cand_groups = groups(cand)
+    cand_groups, base_groups = groups(cand), groups(base)
+    # a config is named by the keys that tell the baseline's configs apart, not all of them
+    named = [i for i, _ in enumerate(keys) if len({str(v[i]) for v in base_groups}) > 1]
+    named = named or [keys.index("workers")]
     rows: list[dict[str, object]] = []
     missing: list[str] = []
-    for values, series in groups(base).items():
+    for values, series in base_groups.items():
         other = cand_groups.get(values)
         if other is None:
-            missing.append(", ".join(f"{k}={v}" for k, v in zip(keys, values, strict=True)))
+            missing.append(", ".join(f"{keys[i]}={values[i]}" for i in named))
             continue
         row = _row(series.to_numpy(dtype=float), other.to_numpy(dtype=float), threshold, alpha)
         rows.append({**dict(zip(keys, values, strict=True)), **row})

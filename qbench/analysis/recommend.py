@@ -1,25 +1,28 @@
 """Recommendations, derived from the summary and the iterations — never hard-coded.
 
 Per workload and storage setting (host, workload, journal mode, synchronous):
-the config with the best median throughput; the knee (smallest worker count
-on that curve within ``knee_fraction`` of the best); where busy errors begin
+the config with the best median throughput; the recommended worker count
+(the fewest workers on its curve not significantly slower than the best, with
+its bootstrap stability: :mod:`qbench.analysis.knee`); the knee (smallest
+worker count on that curve within ``knee_fraction`` of the best); where busy errors begin
 (first worker count whose median busy rate exceeds ``busy_rate``); the
 pool, busy policy and transaction mode of the best config; its expected
 throughput with CI and p99 latency; the bottleneck named from the data with
-the figure that shows it; and a confidence note. Comparisons between
+the figure that shows it and the advice (:mod:`qbench.analysis.bottleneck`); and a
+confidence note. Comparisons between
 configs live in :mod:`qbench.analysis.comparisons`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from qbench.analysis.stats import compare_samples
+from qbench.analysis.bottleneck import Bottleneck, bottleneck
+from qbench.analysis.knee import Pick, Point, stable_knee
 from qbench.analysis.summary import iterations_by_config, measured, same_config
 from qbench.analysis.thresholds import Thresholds
 
@@ -51,70 +54,19 @@ def group_columns(keys: Sequence[str]) -> list[str]:
     return [*LEAD, *(k for k in keys if k not in KNOBS and k not in LEAD)]
 
 
-def _bottleneck(
-    row: pd.Series, frame_rows: pd.DataFrame, usl: pd.Series | None, t: Thresholds
-) -> tuple[str, str]:
-    """Name what limits the best config, with the figure that shows it."""
-    workers = max(int(row["workers"]), 1)
-    duration = float(row["duration_s_median"]) or float("nan")
-    tasks = float(frame_rows["tasks_completed"].median()) if len(frame_rows) else float("nan")
-    pool_share = row["pool_wait_total_s_median"] / (duration * workers)
-    lock_share = row["lock_wait_total_s_median"] / (duration * workers)
-    retries = row["retries_median"] / tasks if tasks else float("nan")
-    if pool_share > t.pool_wait_share:
-        return "pool exhaustion", (
-            f"workers spent {pool_share:.0%} of their time waiting for one of "
-            f"{int(row['pool_connections_median'])} pooled connections"
-        )
-    if retries > t.retries_per_task:
-        return "crosstalk and retries", (
-            f"{retries:.2f} retries per task, busy rate {row['busy_rate_median']:.2%}"
-        )
-    # The fitted law is evidence only where it fits (status ok: R^2 >= 0.8).
-    fits = usl is not None and usl.get("usl_status") == "ok"
-    peak = float(usl["usl_n_star"]) if fits and usl is not None else math.inf
-    if usl is not None and math.isfinite(peak) and usl["workers_min"] <= peak < usl["workers_max"]:
-        return "crosstalk and retries", (
-            f"USL coherency kappa={usl['usl_kappa']:.3g}: throughput peaks at "
-            f"N*={peak:.1f} workers and falls beyond it"
-        )
-    # Only BEGIN IMMEDIATE times the lock alone; in autocommit and deferred modes the timed
-    # statement includes its own execution, so its share is an upper bound, not evidence.
-    if row.get("claim_tx") == "immediate" and lock_share > t.lock_wait_share:
-        return "serialization on the write lock", (
-            f"workers spent {lock_share:.0%} of their time waiting for the write lock"
-        )
-    if fits and usl is not None and usl["usl_sigma"] > 0.5:
-        return "serialization on the write lock", (
-            f"USL contention sigma={usl['usl_sigma']:.2f}: adding workers adds almost no throughput"
-        )
-    if row["cpu_util_cores_median"] >= t.cpu_cores:
-        return "CPU saturation", f"the process kept {row['cpu_util_cores_median']:.2f} cores busy"
-    efficiency = row["harness_efficiency_median"]
-    if not math.isfinite(efficiency):
-        return "none identified", "no ceiling was measured (ceiling.enabled=false) to compare against"
-    if row["synchronous"] in ("full", "extra") and efficiency >= 0.5:
-        return "fsync-bound I/O", (
-            f"synchronous={row['synchronous']} and the workers reach {efficiency:.0%} of the "
-            f"single-connection ceiling ({row['ceiling_tps_median']:,.0f} tasks/s), which the fsyncs bound"
-        )
-    if efficiency < 0.5:
-        return "per-statement round trips", (
-            f"the workers reach {efficiency:.0%} of the single-connection sqlite3 ceiling "
-            f"({row['ceiling_tps_median']:,.0f} tasks/s): time goes to the async driver, not to SQLite"
-        )
-    return "none identified", f"the workers reach {efficiency:.0%} of the single-connection ceiling"
-
-
 @dataclass(frozen=True)
 class _Choice:
     """What the data pick within one workload and storage setting."""
 
     # the config with the best median throughput
     best: pd.Series
+    # the fewest workers on the best config's curve not significantly slower than it
+    recommended: pd.Series
+    # share of bootstrap resamples of the iterations that recommend the same worker count
+    stability: float
     # the summary rows on the best config's curve (every key but workers fixed), by workers
     on_curve: pd.DataFrame
-    # the fewest workers on that curve within knee_fraction of the best
+    # the fewest workers on that curve within knee_fraction of the best median
     knee: pd.Series
     # the first worker count on that curve whose median busy rate exceeds the threshold
     busy_onset: int | None
@@ -122,9 +74,31 @@ class _Choice:
     usl: pd.Series | None
 
 
-def _choose(group: pd.DataFrame, scaling: pd.DataFrame, curve_keys: list[str], t: Thresholds) -> _Choice:
-    """The best config of one group, the knee and the busy onset on its curve, and its fit."""
-    best = group.loc[group["throughput_tps_median"].idxmax()]
+def _pick(group: pd.DataFrame, curve_keys: list[str], samples: dict[str, np.ndarray], t: Thresholds) -> Pick:
+    """The stable-knee rule over one group; configs without a finite iteration take no part."""
+    curves = group[curve_keys].astype(str).apply(tuple, axis=1)
+    curve_number = {c: i for i, c in enumerate(dict.fromkeys(curves))}
+    points, index = [], []
+    for position, (_, row) in enumerate(group.iterrows()):
+        x = np.asarray(samples.get(row["config_id"], np.empty(0)), dtype=float)
+        x = x[np.isfinite(x)]
+        if x.size:
+            points.append(Point(curve_number[curves.iloc[position]], int(row["workers"]), x))
+            index.append(position)
+    pick = stable_knee(points, alpha=t.alpha)
+    return Pick(index[pick.best], index[pick.recommended], pick.stability, pick.resamples)
+
+
+def _choose(
+    group: pd.DataFrame,
+    scaling: pd.DataFrame,
+    curve_keys: list[str],
+    samples: dict[str, np.ndarray],
+    t: Thresholds,
+) -> _Choice:
+    """The best and the recommended config of one group, the knee and busy onset on its curve, its fit."""
+    pick = _pick(group, curve_keys, samples, t)
+    best, recommended = group.iloc[pick.best], group.iloc[pick.recommended]
     on_curve = same_config(group, best, curve_keys).sort_values("workers")
     target = t.knee_fraction * best["throughput_tps_median"]
     knee = on_curve[on_curve["throughput_tps_median"] >= target].iloc[0]
@@ -134,12 +108,16 @@ def _choose(group: pd.DataFrame, scaling: pd.DataFrame, curve_keys: list[str], t
     if not scaling.empty:
         match = same_config(scaling, best, curve_keys)
         usl = match.iloc[0] if len(match) else None
-    return _Choice(best, on_curve, knee, onset, usl)
+    return _Choice(best, recommended, pick.stability, on_curve, knee, onset, usl)
 
 
-def _confidence(choice: _Choice, samples: dict[str, np.ndarray], t: Thresholds) -> str:
-    """Why (not) to trust a recommendation: noise, too few points, a poor fit, an unclear best."""
-    best, on_curve, knee, usl = choice.best, choice.on_curve, choice.knee, choice.usl
+# Below this stability the confidence note says the recommended count is not settled.
+UNSTABLE = 0.8
+
+
+def _confidence(choice: _Choice, t: Thresholds) -> str:
+    """Why (not) to trust a recommendation: noise, too few points, a poor fit, an unstable pick."""
+    best, on_curve, usl = choice.best, choice.on_curve, choice.usl
     notes = []
     if best["noisy"]:
         notes.append(f"noisy: throughput CV {best['throughput_tps_cv']:.0%} > {t.cv:.0%}")
@@ -150,27 +128,30 @@ def _confidence(choice: _Choice, samples: dict[str, np.ndarray], t: Thresholds) 
         notes.append(f"scaling fit {usl['usl_status']}: {str(usl['usl_message']).rstrip('.')}")
     levels = on_curve["workers"].nunique()
     if levels < 3:
-        notes.append(f"only {levels} worker count(s) measured on this curve")
-    if int(knee["workers"]) != int(best["workers"]):
-        test = compare_samples(samples[knee["config_id"]], samples[best["config_id"]], alpha=t.alpha)
-        if not test.significant:
-            notes.append(
-                f"best ({int(best['workers'])} workers) and knee ({int(knee['workers'])}) are not "
-                f"significantly different (p={test.p_value:.2g}): prefer the knee"
-            )
+        notes.append(f"only {levels} worker {'count' if levels == 1 else 'counts'} measured on this curve")
+    if choice.stability < UNSTABLE:
+        notes.append(
+            f"unstable: {choice.stability:.0%} of bootstrap resamples recommend "
+            f"{int(choice.recommended['workers'])} workers"
+        )
     if best["iterations"] < 3:
-        notes.append(f"only {int(best['iterations'])} measured iteration(s): no confidence interval")
-    return "; ".join(notes) if notes else "high: low noise, enough points"
+        n = int(best["iterations"])
+        notes.append(f"only {n} measured {'iteration' if n == 1 else 'iterations'}: no confidence interval")
+    return "; ".join(notes) if notes else "high: low noise, enough points, a stable pick"
 
 
 def _recommendation_row(
-    group: dict[str, object], choice: _Choice, bottleneck: tuple[str, str], confidence: str, t: Thresholds
+    group: dict[str, object], choice: _Choice, found: Bottleneck, confidence: str, t: Thresholds
 ) -> dict[str, object]:
     """One recommendations row: what it is for, then the choice and its evidence."""
-    best = choice.best
-    name, evidence = bottleneck
+    best, chosen = choice.best, choice.recommended
     return {
         **group,
+        "recommended_workers": int(chosen["workers"]),
+        "workers_stability": choice.stability,
+        "recommended_throughput_tps": chosen["throughput_tps_median"],
+        "recommended_throughput_ci_low": chosen["throughput_tps_ci_low"],
+        "recommended_throughput_ci_high": chosen["throughput_tps_ci_high"],
         "best_workers": int(best["workers"]),
         "best_throughput_tps": best["throughput_tps_median"],
         "best_throughput_ci_low": best["throughput_tps_ci_low"],
@@ -179,17 +160,19 @@ def _recommendation_row(
         "knee_fraction": t.knee_fraction,
         "busy_onset_workers": choice.busy_onset,
         "busy_threshold": t.busy_rate,
-        "pool_kind": best.get("pool_kind"),
-        "pool_connections": best.get("pool_connections_median"),
-        "busy_policy": best.get("busy_policy"),
-        "busy_timeout_ms": best.get("busy_timeout_ms"),
-        "claim_tx": best.get("claim_tx"),
-        "claim_batch": best.get("claim_batch"),
-        "e2e_latency_p99_ms": best["e2e_latency_p99_ms_median"],
-        "bottleneck": name,
-        "bottleneck_evidence": evidence,
+        "pool_kind": chosen.get("pool_kind"),
+        "pool_connections": chosen.get("pool_connections_median"),
+        "busy_policy": chosen.get("busy_policy"),
+        "busy_timeout_ms": chosen.get("busy_timeout_ms"),
+        "claim_tx": chosen.get("claim_tx"),
+        "claim_batch": chosen.get("claim_batch"),
+        "e2e_latency_p99_ms": chosen["e2e_latency_p99_ms_median"],
+        "bottleneck": found.name,
+        "bottleneck_evidence": found.evidence,
+        "bottleneck_advice": found.advice,
         "confidence": confidence,
-        "config_id": best["config_id"],
+        "config_id": chosen["config_id"],
+        "best_config_id": best["config_id"],
     }
 
 
@@ -205,16 +188,12 @@ def recommendations(
     group_keys = group_columns(keys)
     rows = []
     for group_values, group in summary.groupby(group_keys, dropna=False, sort=True):
-        choice = _choose(group, scaling, curve_keys, t)
+        choice = _choose(group, scaling, curve_keys, samples, t)
         best_iterations = same_config(iterations, choice.best, keys)
-        bottleneck = _bottleneck(choice.best, best_iterations, choice.usl, t)
+        found = bottleneck(choice.best, best_iterations, choice.usl, t)
         rows.append(
             _recommendation_row(
-                dict(zip(group_keys, group_values, strict=True)),
-                choice,
-                bottleneck,
-                _confidence(choice, samples, t),
-                t,
+                dict(zip(group_keys, group_values, strict=True)), choice, found, _confidence(choice, t), t
             )
         )
     out = pd.DataFrame(rows)

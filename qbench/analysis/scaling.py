@@ -16,8 +16,9 @@ from qbench.analysis.fits import FitStatus, ScalingFit, fit_amdahl, fit_usl, usl
 from qbench.analysis.summary import same_config
 
 MODELS = ("usl", "amdahl")
-# Fits whose coefficients are drawn: a poor fit is drawn too, so the eye sees how poorly it fits.
-DRAWN_STATUSES = (FitStatus.OK, FitStatus.POOR)
+# Fits whose curves are drawn: only an ok fit. A poor fit drawn as a line reads as a model
+# of the data; its points are drawn, joined, instead.
+DRAWN_STATUSES = (FitStatus.OK,)
 # Points along each drawn curve: smooth at the report's plot resolution.
 FITTED_POINTS = 200
 FITTED_COLUMNS = ["curve_id", "model", "workers", "throughput_tps"]

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from qbench.analysis.stats import bootstrap_median_ci, cv
+from qbench.analysis.stats import bootstrap_median_ci, cv, order_median_ci
 from qbench.analysis.thresholds import Thresholds
+from qbench.results.columns import COLUMNS
 from qbench.results.load import REQUIRED
 
 # Harness settings: they do not change what is measured, so they do not tell configs apart.
@@ -45,11 +46,17 @@ MEDIAN_COLUMNS = (
     "duration_s",
     "pool_connections",
 )
+# Columns drawn with an interval in the plots: a distribution-free CI of the median each.
+INTERVAL_COLUMNS = ("busy_rate", "e2e_latency_p99_ms")
+# Medians taken when the files have the column (newer schema versions or some executors only).
+OPTIONAL_MEDIAN_COLUMNS = ("process_cpu_util_max_cores",)
 
 
 def key_columns(frame: pd.DataFrame) -> list[str]:
     """Config columns that tell configs apart, plus the host (hosts are never pooled)."""
-    config = [c for c in frame.columns if c not in REQUIRED and c not in NOT_A_KEY]
+    # Every declared measurement or identity column (optional blocks included) is not a key;
+    # what is left are the config columns flattened from the settings.
+    config = [c for c in frame.columns if c not in REQUIRED and c not in NOT_A_KEY and c not in COLUMNS]
     return ["host", *config, "workers"]
 
 
@@ -84,10 +91,12 @@ def summarize(frame: pd.DataFrame, thresholds: Thresholds | None = None) -> pd.D
     thresholds = thresholds or Thresholds()
     data = measured(frame)
     keys = key_columns(frame)
-    numeric = data[list(MEDIAN_COLUMNS)].apply(pd.to_numeric, errors="coerce")
+    median_columns = [*MEDIAN_COLUMNS, *(c for c in OPTIONAL_MEDIAN_COLUMNS if c in data.columns)]
+    numeric = data[median_columns].apply(pd.to_numeric, errors="coerce")
     counted = data[[*keys, "run_id", "tasks_lost", "tasks_duplicated", "throughput_tps"]]
     grouped = pd.concat([counted, numeric], axis=1).groupby(keys, dropna=False, sort=True)
-    medians = grouped[list(MEDIAN_COLUMNS)].median()
+    medians = grouped[median_columns].median()
+    intervals = {c: grouped[c].agg(lambda s: order_median_ci(s.to_numpy(float))) for c in INTERVAL_COLUMNS}
     jobs = grouped["run_id"].nunique()
     lost = grouped["tasks_lost"].sum()
     duplicated = grouped["tasks_duplicated"].sum()
@@ -111,7 +120,9 @@ def summarize(frame: pd.DataFrame, thresholds: Thresholds | None = None) -> pd.D
             tasks_lost_total=int(lost.iloc[position]),
             tasks_duplicated_total=int(duplicated.iloc[position]),
         )
-        for column in MEDIAN_COLUMNS:
+        for column in median_columns:
             row[f"{column}_median"] = float(medians[column].iloc[position])
+        for column, ci in intervals.items():
+            row[f"{column}_ci_low"], row[f"{column}_ci_high"] = ci.iloc[position]
         rows.append(row)
     return pd.DataFrame(rows)

@@ -17,17 +17,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qbench.report.curves import _config_columns, _curves, _norm, _records
 from qbench.report.markup import Doc
-from qbench.report.plots import _DASH, Row, _Curve, _fitted_lines, _fmt, _num, _plots
+from qbench.report.plots import _DASH, Row, _fmt, _num, _plots
+from qbench.report.words import (
+    distinguishing,
+    method_paragraphs,
+    name_by,
+    p_phrase,
+    plural,
+    setting_columns,
+)
 from qbench.results.writer import write_bytes
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
-_FITTED = ("ok", "poor_fit")
-# Summary columns that are statistics, not config: a curve is every row
-# sharing the remaining (config) columns except workers, per host.
-_STAT_NAMES = frozenset({"config_id", "host", "workers", "iterations", "jobs", "noisy"})
-_STAT_SUFFIXES = ("_median", "_mean", "_stdev", "_ci_low", "_ci_high", "_cv", "_total")
+# Only an ok fit has coefficients worth reading; a poor one keeps its status and R².
+_FITTED = ("ok",)
+# A coefficient this close to its upper bound 1 was stopped by the bound, not fitted.
+_AT_BOUND = 1.0 - 1e-6
 _EN, _TIMES = "\N{EN DASH}", "\N{MULTIPLICATION SIGN}"
 _SIGMA, _KAPPA = "\N{GREEK SMALL LETTER SIGMA}", "\N{GREEK SMALL LETTER KAPPA}"
 _LAMBDA, _ALPHA = "\N{GREEK SMALL LETTER LAMDA}", "\N{GREEK SMALL LETTER ALPHA}"
@@ -60,19 +68,20 @@ def write_report(
     curves, single = _curves(summary, scaling, fitted_points)
     plots, plot_notes = _plots(curves, single, summary, th)
     recs, fits, comps = _records(recommendations), _fit_rows(scaling), _records(comparisons)
+    setting = setting_columns(recs)
     doc = Doc()
     _overview(doc, summary, skipped, sources, jobs)
     doc.heading(2, "Key findings")
     doc.bullets(
-        [_recommendation_finding(r, summary, th) for r in recs]
+        [_recommendation_finding(r, summary, th, setting) for r in recs]
         + [_fit_finding(f) for f in _records(scaling)]
         + _comparison_findings(comps, th)
         + _health_findings(summary, th)
     )
     doc.heading(2, "Configuration recommendations")
-    doc.table([_recommendation_cells(r) for r in recs], "No recommendation was derived.")
+    doc.table([_recommendation_cells(r, setting) for r in recs], "No recommendation was derived.")
     doc.heading(2, "Bottlenecks identified")
-    doc.bullets([_bottleneck(r) for r in recs] or ["No recommendation, so no bottleneck is named."])
+    doc.bullets([_bottleneck(r, setting) for r in recs] or ["No recommendation, so no bottleneck is named."])
     doc.heading(2, "Scaling fits")
     doc.table([_fit_cells(f) for f in fits], "No scaling curve was fitted.")
     if comps:
@@ -98,14 +107,6 @@ def _flag(value: Any) -> bool:
     return isinstance(value, bool | np.bool_) and bool(value)
 
 
-def _norm(value: Any) -> str:
-    """A config value as a comparable string: NaN and None alike, 4.0 as 4."""
-    if isinstance(value, str | bool | np.bool_):
-        return str(bool(value)) if isinstance(value, np.bool_) else str(value)
-    x = _num(value)
-    return "" if x is None else str(int(x)) if x.is_integer() else repr(x)
-
-
 def _ci(low: Any, high: Any, kind: str = "tps") -> str:
     return "" if _num(low) is None or _num(high) is None else f"{_fmt(low, kind)}{_EN}{_fmt(high, kind)}"
 
@@ -118,10 +119,6 @@ def _with_ci(r: Row, key: str, ci_prefix: str, kind: str) -> str:
 def _pm(r: Row, key: str, kind: str = "sig") -> str:
     se = f" ± {_fmt(r.get(key + '_se'), 'se')}" if _num(r.get(key + "_se")) is not None else ""
     return _fmt(r.get(key), kind) + (se if _num(r.get(key)) is not None else "")
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [] if frame.empty else [dict(r) for r in frame.to_dict("records")]
 
 
 def _fit_rows(scaling: pd.DataFrame) -> list[dict[str, Any]]:
@@ -139,22 +136,48 @@ def _status(r: Row) -> str:
     return status + (f": {message}" if status != "ok" and isinstance(message, str) and message else "")
 
 
-def _recommendation_cells(r: Row) -> dict[str, str]:
+def _where(r: Row, setting: Sequence[str]) -> str:
+    where = f"{r.get('host')}, {r.get('workload_kind')}, {r.get('journal_mode')}/{r.get('synchronous')}"
+    return where + (f", {name_by(r, setting)}" if setting else "")
+
+
+def _recommended(r: Row) -> str:
+    """The recommended worker count with its bootstrap stability; the best one in older tables."""
+    workers = r.get("recommended_workers", r.get("best_workers"))
+    stability = _num(r.get("workers_stability"))
+    share = f" ({_fmt(stability, 'pct')} of resamples)" if stability is not None else ""
+    return _fmt(workers, "int") + share
+
+
+def _recommendation_cells(r: Row, setting: Sequence[str] = ()) -> dict[str, str]:
     onset = r.get("busy_onset_workers")
-    return {
+    cells = {
         "Host": str(r.get("host")),
         "Workload": str(r.get("workload_kind")),
         "Journal": str(r.get("journal_mode")),
         "Synchronous": str(r.get("synchronous")),
-        "Best workers": _fmt(r.get("best_workers"), "int"),
+    }
+    if setting:
+        cells["Setting"] = name_by(r, setting)
+    return cells | {
+        "Recommended workers (stability)": _recommended(r),
+        "Tasks/s there (95% CI)": _with_ci(r, "recommended_throughput_tps", "recommended_throughput", "tps"),
+        "Best median workers": _fmt(r.get("best_workers"), "int"),
         "Best tasks/s (95% CI)": _with_ci(r, "best_throughput_tps", "best_throughput", "tps"),
         "Knee workers": _fmt(r.get("knee_workers"), "int"),
         "Busy onset workers": "never" if _num(onset) is None else _fmt(onset, "int"),
-        "Pool": f"{r.get('pool_kind')}, {_fmt(r.get('pool_connections'), 'int')} connections",
+        "Pool": f"{r.get('pool_kind')}, {plural(r.get('pool_connections'), 'connection')}",
         "Busy handling": f"{r.get('busy_policy')}, timeout {_fmt(r.get('busy_timeout_ms'), 'int')} ms",
         "Claim": f"{r.get('claim_tx')}, batch {_fmt(r.get('claim_batch'), 'int')}",
         "E2E p99 (ms)": _fmt(r.get("e2e_latency_p99_ms"), "ms"),
     }
+
+
+def _coefficient(r: Row, key: str, kind: str = "sig") -> str:
+    """A coefficient with its standard error, flagged when its upper bound 1 stopped it."""
+    text = _pm(r, key, kind)
+    value = _num(r.get(key))
+    return text + " (at bound 1)" if key != "lambda" and value is not None and value >= _AT_BOUND else text
 
 
 def _fit_cells(r: Row) -> dict[str, str]:
@@ -166,14 +189,17 @@ def _fit_cells(r: Row) -> dict[str, str]:
         "Workers": _ci(r.get("workers_min"), r.get("workers_max"), "int") or _DASH,
     }
     coefficients = {
-        f"{_LAMBDA} (tasks/s)": _pm(r, "lambda", "tps"),
-        _SIGMA: _pm(r, "sigma"),
-        _KAPPA: _pm(r, "kappa"),
+        f"{_LAMBDA} (tasks/s)": _coefficient(r, "lambda", "tps"),
+        _SIGMA: _coefficient(r, "sigma"),
+        _KAPPA: _coefficient(r, "kappa"),
         "R²": _fmt(r.get("r_squared")),
         "N*": _fmt(r.get("n_star")),
         "Peak tasks/s": _fmt(r.get("x_max_tps"), "tps"),
     }
-    return cells | {k: v if fitted else _DASH for k, v in coefficients.items()} | {"Status": _status(r)}
+    # A poor fit keeps its R² (how poor); every other number of a fit that is not ok is a dash.
+    kept = {"R²"} if r.get("status") == "poor_fit" else set()
+    shown = {k: v if fitted or k in kept else _DASH for k, v in coefficients.items()}
+    return cells | shown | {"Status": _status(r)}
 
 
 def _comparison_cells(r: Row) -> dict[str, str]:
@@ -202,44 +228,62 @@ def _overview(
     jobs: Sequence[tuple[str, str]] = (),
 ) -> None:
     hosts = sorted({str(h) for h in summary["host"]})
-    text = f"{len(summary):,} configurations on {len(hosts)} host(s) ({', '.join(hosts)})"
+    text = f"{plural(len(summary), 'configuration')} on {plural(len(hosts), 'host')} ({', '.join(hosts)})"
     if "iterations" in summary:
         text += f", {_fmt(summary['iterations'].sum(), 'int')} measured iterations"
     if "jobs" in summary:
-        text += f" from {_fmt(summary['jobs'].sum(), 'int')} jobs"
+        text += f" from {plural(summary['jobs'].sum(), 'job')}"
     doc.heading(1, "qbench report: SQLite job queue benchmark")
     doc.para(text + ".")
     if sources:
         doc.para(f"Results aggregated from {len(sources)} director{'ies' if len(sources) != 1 else 'y'}:")
         doc.bullets(list(sources))
     if jobs:
-        doc.para(f"{len(jobs)} job(s) failed or did not finish; nothing of them is counted:")
+        doc.para(f"{plural(len(jobs), 'job')} failed or did not finish; nothing of them is counted:")
         doc.bullets([f"{path}: {reason}" for path, reason in jobs])
     listed = {tuple(job) for job in jobs}
     files = [entry for entry in skipped if tuple(entry) not in listed]
     if files:
-        doc.para(f"{len(files)} result file(s) left out:")
+        doc.para(f"{plural(len(files), 'result file')} left out:")
         doc.bullets([f"{path}: {reason}" for path, reason in files])
 
 
-def _recommendation_finding(r: Row, summary: pd.DataFrame, th: Mapping[str, float]) -> str:
+def _recommended_phrase(r: Row) -> str:
+    """The stable-knee recommendation in words, or '' for tables written before it."""
+    if _num(r.get("recommended_workers")) is None:
+        return ""
+    ci = _ci(r.get("recommended_throughput_ci_low"), r.get("recommended_throughput_ci_high"))
+    text = f"recommended {plural(r.get('recommended_workers'), 'worker')}, "
+    text += f"{_fmt(r.get('recommended_throughput_tps'), 'tps')} tasks/s" + (f" (95% CI {ci})" if ci else "")
+    text += ", the fewest workers not significantly slower than the best"
+    stability = _num(r.get("workers_stability"))
+    if stability is not None:
+        text += f"; {_fmt(stability, 'pct')} of bootstrap resamples of the iterations pick the same count"
+    return text + "; "
+
+
+def _recommendation_finding(
+    r: Row, summary: pd.DataFrame, th: Mapping[str, float], setting: Sequence[str] = ()
+) -> str:
     where = (
         f"{r.get('host')}, {r.get('workload_kind')} workload, {r.get('journal_mode')}/{r.get('synchronous')}"
     )
+    where += f", {name_by(r, setting)}" if setting else ""
     ci = _ci(r.get("best_throughput_ci_low"), r.get("best_throughput_ci_high"))
-    text = f"On {where}: best median throughput {_fmt(r.get('best_throughput_tps'), 'tps')} tasks/s"
-    text += (f" (95% CI {ci})" if ci else "") + f" at {_fmt(r.get('best_workers'), 'int')} workers"
+    text = f"On {where}: {_recommended_phrase(r)}"
+    text += f"best median throughput {_fmt(r.get('best_throughput_tps'), 'tps')} tasks/s"
+    text += (f" (95% CI {ci})" if ci else "") + f" at {plural(r.get('best_workers'), 'worker')}"
     if _num(r.get("knee_workers")) is not None:
         knee = f"within {_fmt(th['knee_fraction'], 'pct')} of it from" if "knee_fraction" in th else "knee at"
-        text += f"; {knee} {_fmt(r.get('knee_workers'), 'int')} workers"
+        text += f"; {knee} {plural(r.get('knee_workers'), 'worker')}"
     above = f"above {_fmt(th['busy_rate'], 'pct')}" if "busy_rate" in th else "above the threshold"
     if _num(r.get("busy_onset_workers")) is not None:
-        return text + f"; busy errors {above} from {_fmt(r.get('busy_onset_workers'), 'int')} workers."
+        return text + f"; busy errors {above} from {plural(r.get('busy_onset_workers'), 'worker')}."
     same = summary
     for col in ("host", "workload_kind", "journal_mode", "synchronous"):
         if col in same and col in r:
             same = same[same[col].map(_norm) == _norm(r[col])]
-    upto = f" up to {_fmt(same['workers'].max(), 'int')} workers" if len(same) else ""
+    upto = f" up to {plural(same['workers'].max(), 'worker')}" if len(same) else ""
     return text + f"; busy errors never {above}{upto}."
 
 
@@ -271,69 +315,63 @@ def _comparison_findings(comparisons: Sequence[Row], th: Mapping[str, float]) ->
         where = f"on {r.get('host')} ({r.get('context')})"
         items.append(
             f"{r.get('key')} {r.get('value_b')} vs {r.get('value_a')} {where}: "
-            f"{_fmt(r.get('ratio'))}{_TIMES} throughput (95% CI {ci}), p={_fmt(r.get('p_value'), 'p')}."
+            f"{_fmt(r.get('ratio'))}{_TIMES} throughput (95% CI {ci}), {p_phrase(r.get('p_value'))}."
         )
     if (rest := len(comparisons) - len(significant)) > 0:
         alpha = f" at {_ALPHA}={_fmt(th['alpha'])}" if "alpha" in th else ""
-        items.append(f"{rest} of {len(comparisons)} comparisons are not significant{alpha}.")
+        verb = "is" if rest == 1 else "are"
+        items.append(f"{rest} of {plural(len(comparisons), 'comparison')} {verb} not significant{alpha}.")
     return items
+
+
+def _config_names(summary: pd.DataFrame, mask: pd.Series) -> str:
+    """The configs picked by ``mask``, each named by the keys that tell the summary's configs apart."""
+    cols = ["host", *_config_columns(summary), "workers"]
+    rows = summary[cols].to_dict("records")
+    varying = distinguishing(rows, cols) or ["workers"]
+    names = [name_by(r, varying) for r, keep in zip(rows, mask, strict=True) if keep]
+    return "; ".join(names[:5]) + (" …" if len(names) > 5 else "")
 
 
 def _health_findings(summary: pd.DataFrame, th: Mapping[str, float]) -> list[str]:
     items = []
     if "noisy" in summary:
-        noisy = summary.loc[summary["noisy"].fillna(False).astype(bool), "config_id"].astype(str).tolist()
+        noisy = summary["noisy"].fillna(False).astype(bool)
         cv = f"above {_fmt(th['cv'], 'pct')}" if "cv" in th else "above the noise threshold"
-        listed = f": {', '.join(noisy[:5])}{' …' if len(noisy) > 5 else ''}" if noisy else ""
-        items.append(f"{len(noisy)} of {len(summary)} configurations are noisy (throughput CV {cv}){listed}.")
+        listed = f": {_config_names(summary, noisy)}" if noisy.any() else ""
+        count = f"{int(noisy.sum())} of {plural(len(summary), 'configuration')}"
+        items.append(f"{count} {'is' if noisy.sum() == 1 else 'are'} noisy (throughput CV {cv}){listed}.")
+    above = pd.to_numeric(summary.get("harness_efficiency_median", pd.Series(dtype=float))) > 1.0
+    if above.any():
+        top = _fmt(summary.loc[above, "harness_efficiency_median"].max(), "pct")
+        items.append(
+            f"{plural(int(above.sum()), 'configuration')} measured above the single-connection ceiling "
+            f"(up to {top} of it: {_config_names(summary, above)}). The ceiling is measured once per job "
+            "and is noisier than the workers' median over iterations: read these as at the ceiling, not "
+            "beyond it."
+        )
+    if "host_lock" in summary and (unguarded := summary["host_lock"].astype(str) == "off").any():
+        items.append(
+            f"{plural(int(unguarded.sum()), 'configuration')} measured with host_lock=off "
+            f"({_config_names(summary, unguarded)}): other jobs may have measured on the same host at "
+            "the same time, so their figures may be spoiled by contention."
+        )
     lost = _fmt(summary.get("tasks_lost_total", pd.Series(dtype=float)).sum(), "int")
     dup = _fmt(summary.get("tasks_duplicated_total", pd.Series(dtype=float)).sum(), "int")
     return [*items, f"Tasks lost: {lost}; tasks processed twice: {dup}, over all configurations."]
 
 
-def _bottleneck(r: Row) -> str:
-    where = f"{r.get('host')}, {r.get('workload_kind')}, {r.get('journal_mode')}/{r.get('synchronous')}"
+def _bottleneck(r: Row, setting: Sequence[str] = ()) -> str:
     evidence = str(r.get("bottleneck_evidence") or "").rstrip(".")
     confidence = str(r.get("confidence") or "").rstrip(".")
-    return f"{where}: {r.get('bottleneck')}: {evidence}. Confidence: {confidence}."
+    advice = str(r.get("bottleneck_advice") or "").rstrip(".")
+    advice = f" Advice: {advice}." if advice and advice != "nan" else ""
+    return f"{_where(r, setting)}: {r.get('bottleneck')}: {evidence}.{advice} Confidence: {confidence}."
 
 
 def _method(doc: Doc, th: Mapping[str, float]) -> None:
     used = ", ".join(f"{k}={v:g}" for k, v in th.items()) or "none were passed to the report"
     doc.heading(2, "Method")
-    doc.para(
-        "Every figure is the median over the measured iterations of a configuration; warmup iterations are "
-        "excluded. Intervals are 95% bootstrap confidence intervals of the median (none below 3 iterations). "
-        "A configuration is flagged noisy when the coefficient of variation of its throughput exceeds the cv "
-        "threshold. Comparisons use the Mann-Whitney U rank test on the iterations; the effect is the ratio "
-        "of medians. Scaling fits are nonlinear least squares of the Universal Scalability Law and of "
-        f"Amdahl's law ({_KAPPA}=0). Thresholds used: {used}."
-    )
-
-
-# --- curves ---------------------------------------------------------------------
-
-
-def _curves(
-    summary: pd.DataFrame, scaling: pd.DataFrame, fitted_points: pd.DataFrame | None = None
-) -> tuple[list[_Curve], int]:
-    """Group summary rows into curves over workers; also count groups with one worker level."""
-    cols = [
-        "host",
-        *(c for c in summary.columns if c not in _STAT_NAMES and not str(c).endswith(_STAT_SUFFIXES)),
-    ]
-    keys = summary[cols].map(_norm).apply(tuple, axis=1)
-    groups = [g.sort_values("workers") for _, g in summary.groupby(keys, sort=True)]
-    drawn = [g for g in groups if g["workers"].nunique() >= 2]
-    varying = [c for c in cols if len({_norm(g[c].iloc[0]) for g in drawn}) > 1]
-    fits = _records(scaling)
-    curves = []
-    for g in drawn:
-        first = g.iloc[0]
-        fit = next((f for f in fits if all(_norm(f[c]) == _norm(first[c]) for c in cols if c in f)), None)
-        label = ", ".join(f"{c}={_norm(first[c])}" for c in varying)
-        if not label:
-            label = str(fit["label"]) if fit and _norm(fit.get("label")) else str(first["host"])
-        fitted = _fitted_lines(fitted_points, (fit or {}).get("curve_id"))
-        curves.append(_Curve(label, g, fitted))
-    return curves, len(groups) - len(drawn)
+    for text in method_paragraphs():
+        doc.para(text)
+    doc.para(f"Thresholds used: {used}.")

@@ -94,20 +94,25 @@ def _plots(
             "The throughput, efficiency, busy-rate and latency plots are skipped: every configuration was "
             f"measured at only one worker count (workers: {levels}), so there is no curve to draw."
         ]
-    notes = [f"{single} configuration(s) measured at one worker count only are not drawn."] if single else []
+    notes = []
+    if single:
+        many = "configuration" if single == 1 else "configurations"
+        notes.append(f"{single} {many} measured at one worker count only are drawn as single points.")
     n, busy = len(curves), th.get("busy_rate")
     line = f"; the dotted line is the {_fmt(busy, 'pct')} threshold." if busy is not None else "."
     shown = f"; the first {_MAX_PANELS} are shown." if n > _MAX_PANELS else "."
     specs = (
         ("throughput", "throughput_tps_median", f"Median throughput against workers, {n} curve(s); bars are "
-         "95% bootstrap CIs, solid lines the fitted USL (dashed: Amdahl) where a fit exists, thin lines "
-         "otherwise join the medians."),
+         "95% bootstrap CIs, solid lines the fitted USL (dashed: Amdahl) where the fit is ok (R² ≥ 0.8), "
+         "thin lines otherwise join the medians; no line is drawn for a poor fit."),
         ("efficiency", "efficiency_tps_per_worker_median",
-         f"Median throughput per worker against workers, {n} curve(s)."),
+         f"Median throughput per worker against workers, {n} curve(s); bars are the throughput CIs divided "
+         "by the workers."),
         ("busy_rate", "busy_rate_median", f"Median busy-error rate (busy errors per transaction) against "
-         f"workers, {n} curve(s){line}"),
+         f"workers, {n} curve(s); bars are distribution-free 95% CIs of the median (order statistics){line}"),
         ("latency", "e2e_latency_p99_ms_median", "Median end-to-end latency percentiles (p50, p95, p99) "
-         f"against workers, {n} curve(s){shown}"),
+         "against workers; bars on p99 are distribution-free 95% CIs of its median (order statistics), "
+         f"{n} curve(s){shown}"),
     )  # fmt: skip
     plots = []
     for name, column, caption in specs:
@@ -139,20 +144,31 @@ def _column(c: _Curve, name: str) -> Any:
 
 
 def _axes(ax: Axes, curves: list[_Curve], ylabel: str, title: str, extra: Sequence[Line2D] = ()) -> None:
+    """Scales, ticks, labels and the legend (always outside the data, right of the axes)."""
     levels = sorted({float(w) for c in curves for w in c.rows["workers"].dropna()})
+    xlabel = "workers (concurrency)"
     if levels[0] > 0 and levels[-1] / levels[0] >= _LOG_X_SPAN:
         ax.set_xscale("log", base=2)
         ax.xaxis.set_minor_locator(NullLocator())
+        xlabel = "workers (concurrency, log scale: the axis does not start at 0)"
+    else:
+        ax.set_xlim(left=0, right=levels[-1] * 1.05 if levels[-1] > 0 else None)
     if len(levels) <= 12:
         ax.set_xticks(levels, [_fmt(w, "int") for w in levels])
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 1000 else f"{v:g}"))
-    ax.set(xlabel="workers (concurrency)", ylabel=ylabel, title=title)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(True, alpha=0.3)
     handles = [*ax.get_legend_handles_labels()[0], *extra]
-    if len(handles) > 6:  # a long legend would hide the data: put it outside
-        ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    else:
-        ax.legend(handles=handles, fontsize="small")
+    ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+
+
+def _bars(c: _Curve, column: str, scale: float = 1.0) -> tuple[Any, Any]:
+    """Error bars (below, above) of a curve's median from its ``*_ci_low``/``*_ci_high`` columns."""
+    stem = column.removesuffix("_median")
+    y = _column(c, column) * scale
+    low = np.nan_to_num(y - _column(c, f"{stem}_ci_low") * scale, nan=0.0).clip(0)
+    high = np.nan_to_num(_column(c, f"{stem}_ci_high") * scale - y, nan=0.0).clip(0)
+    return low, high
 
 
 def _throughput_plot(curves: list[_Curve], busy_threshold: float | None) -> Figure:
@@ -162,9 +178,9 @@ def _throughput_plot(curves: list[_Curve], busy_threshold: float | None) -> Figu
     drawn: set[str] = set()
     for i, c in enumerate(curves):
         colour, x, y = _colour(i, len(curves)), _column(c, "workers"), _column(c, "throughput_tps_median")
-        low = np.nan_to_num(y - _column(c, "throughput_tps_ci_low"), nan=0.0).clip(0)
-        high = np.nan_to_num(_column(c, "throughput_tps_ci_high") - y, nan=0.0).clip(0)
-        ax.errorbar(x, y, yerr=[low, high], fmt="o", color=colour, capsize=3, label=c.label)
+        ax.errorbar(
+            x, y, yerr=_bars(c, "throughput_tps_median"), fmt="o", color=colour, capsize=3, label=c.label
+        )
         lines = [model for model in styles if model in c.fitted]
         for model in lines:
             ax.plot(*c.fitted[model], styles[model], color=colour, lw=1.3)
@@ -186,14 +202,25 @@ def _line_plot(
     fig, axes = _figure()
     ax: Axes = axes[0][0]
     for i, c in enumerate(curves):
+        # efficiency's interval is the throughput's divided by the workers
+        bars = _efficiency_bars(c) if column.startswith("efficiency") else _bars(c, column, scale)
         y = _column(c, column) * scale
-        ax.plot(_column(c, "workers"), y, "o-", color=_colour(i, len(curves)), label=c.label)
+        colour = _colour(i, len(curves))
+        ax.errorbar(_column(c, "workers"), y, yerr=bars, fmt="o-", color=colour, capsize=3, label=c.label)
     if threshold is not None:
         label = f"threshold {_fmt(threshold, 'pct')}"
         ax.axhline(threshold * scale, color="black", ls=":", lw=1, label=label)
     ax.set_ylim(bottom=0)
     _axes(ax, curves, ylabel, title)
     return fig
+
+
+def _efficiency_bars(c: _Curve) -> tuple[Any, Any]:
+    workers = _column(c, "workers")
+    y = _column(c, "efficiency_tps_per_worker_median")
+    low = np.nan_to_num(y - _column(c, "throughput_tps_ci_low") / workers, nan=0.0).clip(0)
+    high = np.nan_to_num(_column(c, "throughput_tps_ci_high") / workers - y, nan=0.0).clip(0)
+    return low, high
 
 
 def _latency_plot(curves: list[_Curve], busy_threshold: float | None) -> Figure:
@@ -207,7 +234,10 @@ def _latency_plot(curves: list[_Curve], busy_threshold: float | None) -> Figure:
         for p, style in (("p50", "-"), ("p95", "--"), ("p99", ":")):
             label = f"{c.label} {p}" if one_panel else p
             y = _column(c, f"e2e_latency_{p}_ms_median")
-            ax.plot(_column(c, "workers"), y, style, marker="o", ms=3, color=colour, label=label)
+            bars = _bars(c, "e2e_latency_p99_ms_median") if p == "p99" else None
+            ax.errorbar(_column(c, "workers"), y, yerr=bars, fmt=style, marker="o", ms=3, color=colour,
+                        capsize=2, label=label)  # fmt: skip
+        ax.set_ylim(bottom=0)
         if not one_panel:
             _axes(ax, [c], "end-to-end latency (ms)", c.label)
             ax.title.set_fontsize("small")
