@@ -79,6 +79,12 @@ class MetricsLevel(StrEnum):
     MINIMAL = "minimal"  # counts and duration only: the yardstick for measurement overhead
 
 
+class HostLock(StrEnum):
+    WAIT = "wait"  # queue behind the host's lock: measured windows on one host never overlap
+    FAIL = "fail"  # the lock is held: the job fails at once, naming the holder
+    OFF = "off"  # no lock: for people who know (the report flags such results)
+
+
 class Phase(StrEnum):
     WARMUP = "warmup"
     MEASURE = "measure"

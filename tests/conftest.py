@@ -73,3 +73,10 @@ class QbenchRunner(Protocol):
 @pytest.fixture
 def qbench_cli() -> QbenchRunner:
     return run_qbench
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_host_lock(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The suite's jobs take a host lock of their own, so a benchmark (or another suite)
+    running on the same machine neither waits for them nor is spoiled by them."""
+    os.environ.setdefault("QBENCH_LOCK_DIR", str(tmp_path_factory.mktemp("host-lock")))

@@ -14,7 +14,14 @@ from qbench.analysis.thresholds import Thresholds
 from qbench.app.callbacks import AggregateCallback, AggregateCallbackConfig
 from qbench.errors import ConfigError, QbenchError
 from qbench.kinds import JobState
-from qbench.results.columns import COLUMNS, META_SCHEMA_VERSION, SCHEMA_VERSION
+from qbench.results.columns import (
+    COLUMNS,
+    HOST_LOCK_COLUMNS,
+    META_SCHEMA_VERSION,
+    OPEN_LOOP_COLUMNS,
+    PROCESS_COLUMNS,
+    SCHEMA_VERSION,
+)
 from qbench.results.load import load_results
 from qbench.results.readers import READERS, read_table
 from qbench.results.status import JobStatus, read_status, write_status
@@ -113,31 +120,66 @@ def test_the_writer_leaves_nothing_behind_when_writing_fails(tmp_path: Path) -> 
     assert list(tmp_path.iterdir()) == []
 
 
-def _as_version_1(path: Path) -> None:
-    """Rewrite a current file the way schema version 1 wrote it: no field metadata."""
+# the settings schema version 3 added
+V3_SETTINGS = (
+    "executor_processes",
+    "workload_rate",
+    "workload_arrivals",
+    "workload_duration_s",
+    "workload_burst_rate",
+    "workload_burst_every_s",
+    "workload_burst_s",
+    "service_dist",
+    "service_sigma",
+    "seed",
+    "faults_kill",
+    "host_lock",
+)
+
+
+def _as_version(path: Path, version: str) -> None:
+    """Rewrite a current file the way schema version 1 or 2 wrote it: without version 3's
+    settings and optional blocks, and (version 1) without field metadata."""
     table = pq.read_table(path)
+    old_blocks = {c.name for c in (*OPEN_LOOP_COLUMNS, *HOST_LOCK_COLUMNS, *PROCESS_COLUMNS)}
+    table = table.drop_columns([n for n in table.column_names if n in old_blocks or n in V3_SETTINGS])
     meta = dict(table.schema.metadata or {})
-    meta[META_SCHEMA_VERSION.encode()] = b"1"
-    plain = pa.schema([pa.field(f.name, f.type) for f in table.schema], metadata=meta)
+    meta[META_SCHEMA_VERSION.encode()] = version.encode()
+    if version == "1":
+        table = table.cast(pa.schema([pa.field(f.name, f.type) for f in table.schema], metadata=meta))
+    else:
+        table = table.replace_schema_metadata(meta)
     path.unlink()
-    pq.write_table(table.cast(plain), path)
+    pq.write_table(table, path)
 
 
-def test_a_file_of_the_previous_schema_version_is_read_and_upgraded(tmp_path: Path) -> None:
-    assert SCHEMA_VERSION == "2" and set(READERS) == {"1", "2"}
+def test_files_of_earlier_schema_versions_are_read_and_upgraded(tmp_path: Path) -> None:
+    assert SCHEMA_VERSION == "3" and set(READERS) == {"1", "2", "3"}
     current = write_job(tmp_path / "current", config_columns(workers=2), [1000.0, 1010.0])
+    v2 = write_job(tmp_path / "v2", config_columns(workers=2), [950.0, 960.0])
+    _as_version(v2, "2")
+    table, _ = read_table(v2)
+    row = table.slice(0, 1).to_pylist()[0]
+    # what held before the settings existed: fixed service, no kills, no processes, no host lock
+    assert row["service_dist"] == "fixed" and row["faults_kill"] == 0 and row["executor_processes"] == 0
+    assert row["host_lock"] == "off" and row["workload_kind"] == "drain"
+    assert "achieved_rate_tps" not in table.column_names
     old = write_job(tmp_path / "old", config_columns(workers=2), [900.0, 910.0])
-    _as_version_1(old)
+    _as_version(old, "1")
     assert pq.read_schema(old).field("throughput_tps").metadata is None
     table, meta = read_table(old)
     assert meta[META_SCHEMA_VERSION] == "1"
     assert table.schema.field("throughput_tps").metadata[b"unit"] == b"tasks/s"
-    assert table.schema == read_table(current)[0].schema
+    assert set(read_table(current)[0].column_names) - set(table.column_names) <= {
+        c.name for c in (*OPEN_LOOP_COLUMNS, *HOST_LOCK_COLUMNS, *PROCESS_COLUMNS)
+    }
     loaded = load_results([tmp_path])
-    assert loaded.skipped == [] and len(loaded.files) == 2
+    assert loaded.skipped == [] and len(loaded.files) == 3
     assert sorted(loaded.frame.loc[loaded.frame.phase == "measure", "throughput_tps"]) == [
         900,
         910,
+        950,
+        960,
         1000,
         1010,
     ]

@@ -34,6 +34,7 @@ from qbench.app.redact import REDACTED, Redaction, hidden_message, redaction_of
 from qbench.app.resources import check_resources, files_needed
 from qbench.app.sweep import is_multirun, job_combos
 from qbench.errors import ConfigError, QbenchError, ResultsError, UsageError
+from qbench.kinds import WorkloadKind
 from qbench.settings import Config, from_mapping, validate
 
 # Hydra flags that only show things: no job runs, nothing to validate.
@@ -124,6 +125,23 @@ def _own_db_dir(cfg: Config, directory: Path) -> Config:
     return cfg
 
 
+def _check_open_loop_tasks(cfg: Config, overrides: list[str]) -> None:
+    """``tasks`` given for steady or burst, where the schedule decides how many tasks arrive.
+
+    ``tasks`` has a default, so only the job's own overrides (command line and sweep values) tell.
+    """
+    if cfg.workload.kind is WorkloadKind.DRAIN:
+        return
+    for item in overrides:
+        if item.lstrip("+~").partition("=")[0].strip() == "tasks":
+            raise ConfigError(
+                "tasks",
+                cfg.tasks,
+                f"not used with workload={cfg.workload.kind}: its tasks are the arrivals,"
+                " workload.rate x workload.duration_s (set those instead)",
+            )
+
+
 def _check_job(cfg: DictConfig, multirun: bool, overrides: list[str]) -> _Job:
     """Validate one composed job (``hydra`` node included); its directory and stored config."""
     try:
@@ -133,6 +151,7 @@ def _check_job(cfg: DictConfig, multirun: bool, overrides: list[str]) -> _Job:
             task = task_config(cfg)
             try:
                 checked = validate(_own_db_dir(to_config(task), directory))
+                _check_open_loop_tasks(checked, overrides)
                 check_resources(checked)
             except ConfigError as exc:
                 raise UsageError(hidden.error(exc)) from None

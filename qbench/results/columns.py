@@ -12,6 +12,11 @@ Schema history (readers for older versions: :mod:`qbench.results.readers`):
     1: first version.
     2: each field carries ``unit``, ``doc`` and ``sampled`` in its Arrow field metadata;
        columns and values unchanged.
+    3: the settings of the load issue (executor_processes, workload_rate/arrivals/duration_s/
+       burst_*, service_dist, service_sigma, seed, faults_kill, host_lock) and three optional
+       blocks of measurements: the open loop (steady and burst), the worker processes
+       (executor=process) and the host lock's window. Older files get the new settings as
+       they held before (host_lock=off); the optional blocks stay absent.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import pyarrow as pa
 
 from qbench.errors import ResultsError
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 METRICS_FILE = "metrics.parquet"
 
 META_SCHEMA_VERSION = "qbench.schema_version"
@@ -142,7 +147,7 @@ MEASURE_COLUMNS: tuple[Column, ...] = (
     Column(
         "e2e_latency_p50_ms",
         _F,
-        "median end-to-end latency: from the moment the task is available to workers (the drain's start, for a backlog) to its first successful ack",
+        "median end-to-end latency: from the moment the task is available to workers (the drain's start, for a backlog; for workload=steady or burst its intended arrival on the schedule, so a stall counts for every task behind it) to its first successful ack",
     ),
     Column("e2e_latency_p95_ms", _F, "95th percentile end-to-end latency"),
     Column("e2e_latency_p99_ms", _F, "99th percentile end-to-end latency"),
@@ -193,8 +198,109 @@ MEASURE_COLUMNS: tuple[Column, ...] = (
     Column("harness_efficiency", _F, "throughput_tps / ceiling_tps"),
 )
 
+# The host guard (run/hostlock.py): the job's measured window, the same on each of its rows.
+# Not required of a file: results written before the guard existed still load.
+HOST_LOCK_COLUMNS: tuple[Column, ...] = (
+    Column(
+        "host_lock_wait_s",
+        _F,
+        "seconds the job waited for another job's measured work on its host to end (null: host_lock=off)",
+    ),
+    Column(
+        "measured_start_at",
+        pa.timestamp("us", tz="UTC"),
+        "wall-clock start of the job's measured work: ceiling, warmup and iterations (UTC)",
+    ),
+    Column(
+        "measured_end_at", pa.timestamp("us", tz="UTC"), "wall-clock end of the job's measured work (UTC)"
+    ),
+)
 
-def _arrow_type(value: Any) -> pa.DataType:
+# Open-loop workloads (workload=steady|burst; null for drain). Times count from each task's
+# intended arrival on the schedule; the producer is the process that enqueues on schedule.
+# Not required of a file: results written before these columns existed still load.
+OPEN_LOOP_COLUMNS: tuple[Column, ...] = (
+    Column(
+        "offered_rate_tps",
+        _F,
+        "the rate the arrival schedule is drawn at, averaged over workload.duration_s:"
+        " workload.rate for steady; for burst the mean of rate and burst_rate over the window",
+    ),
+    Column("arrivals", _I, "tasks on the iteration's arrival schedule (= tasks_enqueued)"),
+    Column(
+        "achieved_rate_tps",
+        _F,
+        "arrivals enqueued / the producer's window (from the clock's start to the later of"
+        " workload.duration_s and its last enqueue's commit): arrivals / duration_s when it kept up,"
+        " lower when it fell behind; poisson arrivals scatter around offered_rate_tps by"
+        " sqrt(arrivals) / duration_s",
+    ),
+    Column("producer_lag_p99_ms", _F, "99th percentile of (enqueue commit - intended arrival) per task"),
+    Column("producer_lag_max_ms", _F, "largest (enqueue commit - intended arrival)"),
+    Column(
+        "arrivals_late",
+        _I,
+        "arrivals enqueued more than 10 ms after their intended time (the producer fell behind)",
+    ),
+    Column("producer_busy_retries", _I, "busy errors the producer's enqueues met and retried"),
+    Column(
+        "queue_depth_max",
+        _I,
+        "largest queue depth (tasks enqueued - tasks acknowledged), exact from the per-task"
+        " enqueue and first-ack times",
+    ),
+    Column(
+        "queue_depth_p99",
+        _I,
+        "queue depth not exceeded for 99% of the time from the clock's start to the last ack"
+        " (time-weighted, exact)",
+    ),
+    Column("wait_p50_ms", _F, "median wait: intended arrival to first claim"),
+    Column("wait_p95_ms", _F, "95th percentile wait (intended arrival to first claim)"),
+    Column("wait_p99_ms", _F, "99th percentile wait (intended arrival to first claim)"),
+    Column(
+        "burst_drain_max_s",
+        _F,
+        "burst only: largest time from a burst's end until the queue depth is back to at most"
+        " its depth at the burst's start (null: a burst never drained within the iteration)",
+    ),
+    Column("burst_drain_p50_s", _F, "burst only: median of those burst drain times"),
+)
+
+
+# executor=process: the worker processes of the iteration (killed and respawned ones included),
+# each measured by itself (CPU from psutil over its run, RSS peak from its VmHWM: exact).
+# Null for the other executors, except processes and faults_injected (0).
+# Not required of a file: results written before these columns existed still load.
+PROCESS_COLUMNS: tuple[Column, ...] = (
+    Column("processes", _I, "worker processes the workers were spread over (0: not executor=process)"),
+    Column(
+        "faults_injected",
+        _I,
+        "worker processes killed with SIGKILL mid-task (faults.kill) and respawned in the iteration",
+    ),
+    Column(
+        "process_cpu_util_max_cores",
+        _F,
+        "the busiest worker process's (user + system CPU) / duration_s: near 1 means the worker"
+        " processes, not SQLite, are the limit",
+    ),
+    Column("process_cpu_total_s", _F, "user + system CPU seconds of all worker processes together"),
+    Column("process_rss_peak_max_bytes", _I, "largest peak RSS of any worker process (its VmHWM, exact)"),
+    Column(
+        "process_cpu_s",
+        pa.list_(_F),
+        "per worker process, in start order (respawns last): user + system CPU seconds over its run",
+    ),
+    Column(
+        "process_rss_peak_bytes",
+        pa.list_(_I),
+        "per worker process, in start order: peak RSS (a killed one's high-water mark before the kill)",
+    ),
+)
+
+
+def arrow_type(value: Any) -> pa.DataType:
     if isinstance(value, bool):
         return _B
     if isinstance(value, int):
@@ -208,10 +314,13 @@ def metrics_schema(config_columns: Mapping[str, Any]) -> pa.Schema:
     """Identity columns, config columns (typed from their values), measurement columns."""
     fields = [c.field() for c in IDENTITY_COLUMNS]
     fields += [
-        Column(name, _arrow_type(value), f"config value `{name}`").field()
+        Column(name, arrow_type(value), f"config value `{name}`").field()
         for name, value in config_columns.items()
     ]
     fields += [c.field() for c in MEASURE_COLUMNS]
+    fields += [c.field() for c in OPEN_LOOP_COLUMNS]
+    fields += [c.field() for c in HOST_LOCK_COLUMNS]
+    fields += [c.field() for c in PROCESS_COLUMNS]
     return pa.schema(fields)
 
 
@@ -231,4 +340,7 @@ def build_table(
     return table.replace_schema_metadata({k.encode(): v.encode() for k, v in metadata.items()})
 
 
-COLUMNS: dict[str, Column] = {c.name: c for c in (*IDENTITY_COLUMNS, *MEASURE_COLUMNS)}
+COLUMNS: dict[str, Column] = {
+    c.name: c
+    for c in (*IDENTITY_COLUMNS, *MEASURE_COLUMNS, *OPEN_LOOP_COLUMNS, *HOST_LOCK_COLUMNS, *PROCESS_COLUMNS)
+}

@@ -18,8 +18,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from qbench.errors import UnreadableResultsError
-from qbench.results.columns import COLUMNS, META_SCHEMA_VERSION, META_STATUS, SCHEMA_VERSION, Column
+from qbench.results.columns import (
+    COLUMNS,
+    META_SCHEMA_VERSION,
+    META_STATUS,
+    SCHEMA_VERSION,
+    Column,
+    arrow_type,
+)
 from qbench.results.files import MAX_STATUS_BYTES, one_line, read_regular
+from qbench.settings import Config, flatten
 
 Upgrade = Callable[[pa.Table], pa.Table]
 
@@ -38,9 +46,27 @@ def _annotate(table: pa.Table) -> pa.Table:
     return table.cast(pa.schema(fields, metadata=table.schema.metadata))
 
 
+# Settings that version 3 added, as they held before they could be set: no host lock existed.
+_BEFORE_V3 = {"host_lock": "off"}
+
+
+def _settings_of_v3(table: pa.Table) -> pa.Table:
+    """Version 2 -> 3: the settings version 3 added become columns holding what held before
+    (fixed service times, no kills, no worker processes, the drain workload, no host lock),
+    so an old baseline still compares key by key with new results. The new measurement
+    columns (open loop, worker processes, host lock) are optional and stay absent."""
+    defaults = {**flatten(Config()), **_BEFORE_V3}
+    for name, value in defaults.items():
+        if name not in table.column_names:
+            column = Column(name, arrow_type(value), f"config value `{name}`")
+            table = table.append_column(column.field(), pa.array([value] * table.num_rows, column.type))
+    return table
+
+
 # schema version in the file -> the upgrade that makes it current
 READERS: dict[str, Upgrade] = {
-    "1": _annotate,
+    "1": lambda table: _settings_of_v3(_annotate(table)),
+    "2": _settings_of_v3,
     SCHEMA_VERSION: lambda table: table,
 }
 

@@ -35,6 +35,7 @@ from qbench.run.audit import AuditResult, audit_drain
 from qbench.run.ceiling import Ceiling, measure_ceiling
 from qbench.run.database import Backlog, DatabaseCheck, check_database
 from qbench.run.executors import DrainResult, executor_for
+from qbench.run.hostlock import Holder, MeasuredWindow, hold_host
 from qbench.run.leftovers import claim_database, database_name, release_database, remove_leftovers
 from qbench.run.metrics import ResourceMonitor
 from qbench.run.outcome import JobOutcome, JobRecord, finish, record_interrupt
@@ -43,7 +44,7 @@ from qbench.run.progress import Progress
 from qbench.run.queues import make_queue
 from qbench.run.row import Row, audit_columns, ceiling_columns, measure_columns
 from qbench.run.sysinfo import collect_sysinfo, network_fs_warning
-from qbench.run.workloads import Bench, Workload, workload_for
+from qbench.run.workloads import Bench, Driven, Workload, workload_for
 from qbench.settings import Config, flatten
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ class _Job:
     # every config value as a column, redacted ones replaced
     config_columns: dict[str, Any]
     progress: Progress
+    # who this job is, for the host lock's file (run dir hidden when it comes from the environment)
+    holder: Holder
 
 
 def run_job(
@@ -143,6 +146,7 @@ def _setup(cfg: Config, db_dir: Path, out: JobRecord, redacted: Mapping[str, str
         workload=workload_for(cfg),
         config_columns=config_columns,
         progress=Progress(f"[job {out.job_num}]"),
+        holder=Holder(out.job_num, redacted.get("db_dir") or str(out.job_dir)),
     )
 
 
@@ -152,14 +156,16 @@ def _run_iterations(job: _Job, rows: list[Row]) -> str:
     The database is removed (or, with ``db.keep``, kept and marked so) however this ends.
     """
     cfg = job.cfg
+    window = MeasuredWindow()
     try:
         claim_database(job.bench.db_path)
-        ceiling = _ceiling(job)
-        for iteration in range(cfg.warmup + cfg.iterations):
-            row, failure = _iteration(job, iteration, ceiling)
-            rows.append(row)
-            if failure:
-                return failure
+        with hold_host(cfg.host_lock, job.holder, window, lambda text: _waiting(job, text)):
+            ceiling = _ceiling(job)
+            for iteration in range(cfg.warmup + cfg.iterations):
+                row, failure = _iteration(job, iteration, ceiling)
+                rows.append(row)
+                if failure:
+                    return failure
         return ""
     except QbenchError as exc:
         if isinstance(exc, ResultsError):
@@ -169,8 +175,15 @@ def _run_iterations(job: _Job, rows: list[Row]) -> str:
         log.exception("job %d crashed", job.job_num)
         return f"{type(exc).__name__}: {exc}"
     finally:
+        for done in rows:  # the job's measured window and its wait for the host, on each of its rows
+            done.update(window.columns())
         job.progress.clear()
         release_database(job.bench.db_path, keep=cfg.db.keep)
+
+
+def _waiting(job: _Job, text: str) -> None:
+    log.info("job %d: %s", job.job_num, text)
+    job.progress.update(text)
 
 
 def _ceiling(job: _Job) -> Ceiling | None:
@@ -194,8 +207,9 @@ def _iteration(job: _Job, iteration: int, ceiling: Ceiling | None) -> tuple[Row,
     phase = Phase.WARMUP if iteration < cfg.warmup else Phase.MEASURE
     started_at = datetime.now(UTC)
     backlog = job.workload.prepare(job.bench)
-    drain = _drive(job, backlog, f"{phase} {iteration + 1}/{cfg.warmup + cfg.iterations}")
-    check, audit = _check(job, drain)
+    driven = _drive(job, backlog, f"{phase} {iteration + 1}/{cfg.warmup + cfg.iterations}")
+    drain = driven.drain
+    check, audit = _check(job, drain, backlog)
     row: Row = {
         "run_id": job.run_id,
         "host": job.host,
@@ -204,7 +218,7 @@ def _iteration(job: _Job, iteration: int, ceiling: Ceiling | None) -> tuple[Row,
         "phase": str(phase),
         "started_at": started_at,
         **job.config_columns,
-        **measure_columns(cfg, drain, backlog),
+        **measure_columns(cfg, drain, backlog, driven.open_loop),
         **audit_columns(check, audit),
     }
     if ceiling is not None:
@@ -216,20 +230,21 @@ def _iteration(job: _Job, iteration: int, ceiling: Ceiling | None) -> tuple[Row,
     return row, ""
 
 
-def _drive(job: _Job, backlog: Backlog, label: str) -> DrainResult:
+def _drive(job: _Job, backlog: Backlog, label: str) -> Driven:
     cfg, progress = job.cfg, job.progress
     full = cfg.metrics.level is MetricsLevel.FULL
     monitor = ResourceMonitor(job.bench.db_path, cfg.metrics.sample_interval_ms / 1000.0 if full else None)
 
     def on_progress(done: int, rate: float) -> None:
-        progress.update(f"{label}: {done}/{cfg.tasks} tasks, {rate:,.0f} tasks/s")
+        # backlog.tasks: cfg.tasks for drain, the schedule's arrivals for steady and burst
+        progress.update(f"{label}: {done}/{backlog.tasks} tasks, {rate:,.0f} tasks/s")
 
     return job.workload.drive(
         job.bench, backlog, on_progress=on_progress if progress.enabled else None, monitor=monitor
     )
 
 
-def _check(job: _Job, drain: DrainResult) -> tuple[DatabaseCheck, AuditResult]:
+def _check(job: _Job, drain: DrainResult, backlog: Backlog) -> tuple[DatabaseCheck, AuditResult]:
     """The database's integrity and row counts, and the audit of the workers' counts against them."""
     bench, stats = job.bench, drain.stats
     check = check_database(bench.db_path, bench.queue, bench.settings)
@@ -240,6 +255,6 @@ def _check(job: _Job, drain: DrainResult) -> tuple[DatabaseCheck, AuditResult]:
         acks_unknown=stats.acks_unknown,
         double_handed=stats.double_handed,
         queue_states=check.states,
-        expected_done_rows=job.cfg.history_rows + job.cfg.tasks,
+        expected_done_rows=job.cfg.history_rows + backlog.tasks,
     )
     return check, audit

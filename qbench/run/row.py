@@ -9,18 +9,30 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from qbench.kinds import MetricsLevel
 from qbench.run.audit import AuditResult
 from qbench.run.ceiling import Ceiling
 from qbench.run.database import Backlog, DatabaseCheck
 from qbench.run.executors import DrainResult
-from qbench.run.metrics import DrainStats, max_ms, percentiles_ms
-from qbench.settings import Config, effective_busy_timeout_ms
+from qbench.run.metrics import DrainStats, Seconds, max_ms, percentiles_ms
+from qbench.run.workloads.open_loop import (
+    LATE_THRESHOLD_S,
+    OpenLoop,
+    achieved_rate,
+    burst_drains,
+    depth_quantile,
+    queue_depth,
+)
+from qbench.settings import Config, effective_busy_timeout_ms, worker_processes
 
 Row = dict[str, Any]
 
 
-def measure_columns(cfg: Config, drain: DrainResult, backlog: Backlog) -> Row:
+def measure_columns(
+    cfg: Config, drain: DrainResult, backlog: Backlog, open_loop: OpenLoop | None = None
+) -> Row:
     stats, usage, duration = drain.stats, drain.usage, drain.duration_s
     assert usage is not None  # the drive was given a monitor
     completed = stats.tasks_acked
@@ -53,11 +65,35 @@ def measure_columns(cfg: Config, drain: DrainResult, backlog: Backlog) -> Row:
     row.update({f"busy_phase_{phase}": n for phase, n in stats.busy_by_phase.items()})
     row.update({f"busy_code_{code}": n for code, n in stats.busy_by_code.items()})
     if cfg.metrics.level is MetricsLevel.FULL:
-        row.update(timing_columns(stats))
+        # open loop: end to end from each task's intended arrival, not from the clock's start
+        row.update(timing_columns(stats, open_loop.e2e_s if open_loop is not None else None))
+    if open_loop is not None:
+        row.update(open_loop_columns(open_loop))
+    row.update(process_columns(cfg, drain))
     return row
 
 
-def timing_columns(stats: DrainStats) -> Row:
+def process_columns(cfg: Config, drain: DrainResult) -> Row:
+    """The worker processes of executor=process, each by itself (null for the other executors)."""
+    row: Row = {"processes": worker_processes(cfg), "faults_injected": drain.faults_injected}
+    if not drain.processes:
+        return row
+    cpu = [p.cpu_user_s + p.cpu_sys_s for p in drain.processes]
+    rss = [p.rss_peak_bytes for p in drain.processes]
+    duration = drain.duration_s
+    row.update(
+        {
+            "process_cpu_util_max_cores": max(cpu) / duration if duration > 0 else None,
+            "process_cpu_total_s": sum(cpu),
+            "process_rss_peak_max_bytes": max(rss),
+            "process_cpu_s": cpu,
+            "process_rss_peak_bytes": rss,
+        }
+    )
+    return row
+
+
+def timing_columns(stats: DrainStats, e2e_s: Seconds | None = None) -> Row:
     """Waits and latencies: only with metrics.level=full (null otherwise)."""
     row: Row = {
         "lock_wait_total_s": sum(stats.lock_wait_s),
@@ -68,12 +104,37 @@ def timing_columns(stats: DrainStats) -> Row:
     for name, values in (
         ("claim_latency", stats.claim_latency_s),
         ("service_latency", stats.service_s),
-        ("e2e_latency", stats.e2e_s),
+        ("e2e_latency", stats.e2e_s if e2e_s is None else e2e_s),
     ):
         p50, p95, p99 = percentiles_ms(values, [50, 95, 99])
         row.update({f"{name}_p50_ms": p50, f"{name}_p95_ms": p95, f"{name}_p99_ms": p99})
     row["service_latency_max_ms"] = max_ms(stats.service_s)
-    row["e2e_latency_max_ms"] = max_ms(stats.e2e_s)
+    row["e2e_latency_max_ms"] = max_ms(stats.e2e_s if e2e_s is None else e2e_s)
+    return row
+
+
+def open_loop_columns(loop: OpenLoop) -> Row:
+    """Arrivals, producer lag, queue depth, waits and burst drains of a steady or burst iteration."""
+    lag = loop.lag_s
+    times, depth = queue_depth(loop.enqueued_s, loop.acked_s)
+    row: Row = {
+        "offered_rate_tps": loop.offered_rate_tps,
+        "arrivals": int(loop.intended_s.size),
+        "achieved_rate_tps": achieved_rate(loop),
+        "producer_lag_p99_ms": percentiles_ms(lag, [99])[0],
+        "producer_lag_max_ms": max_ms(lag),
+        "arrivals_late": int(np.count_nonzero(~(lag <= LATE_THRESHOLD_S))),
+        "producer_busy_retries": loop.producer_busy_retries,
+        "queue_depth_max": int(depth.max()) if depth.size else 0,
+        "queue_depth_p99": depth_quantile(times, depth),
+    }
+    p50, p95, p99 = percentiles_ms(loop.wait_s, [50, 95, 99])
+    row.update({"wait_p50_ms": p50, "wait_p95_ms": p95, "wait_p99_ms": p99})
+    if loop.bursts:
+        drains = np.asarray(burst_drains(loop, times, depth))
+        worst, median = float(drains.max()), float(np.median(drains))
+        row["burst_drain_max_s"] = worst if np.isfinite(worst) else None
+        row["burst_drain_p50_s"] = median if np.isfinite(median) else None
     return row
 
 

@@ -10,6 +10,7 @@ from qbench.kinds import (
     Arrivals,
     BusyPolicy,
     ExecutorKind,
+    HostLock,
     JournalMode,
     MetricsLevel,
     PoolKind,
@@ -166,7 +167,7 @@ class Config:
     pool: PoolConfig = field(default_factory=PoolConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
-    # consumer loops (coroutines for executor=async)
+    # consumer loops: coroutines (async), OS threads (thread), spread over worker processes (process)
     workers: int = integer(1, 1, 10_000)
     # tasks in the backlog of each iteration (workload=drain; steady and burst use rate x duration_s)
     tasks: int = integer(1000, 1, MAX_TASKS)
@@ -186,6 +187,8 @@ class Config:
     watchdog_s: float = number(10.0, 0.0, inclusive=True, high=86_400)
     # seed of every random choice: arrival times, service times, kill moments
     seed: int = integer(0, 0)
+    # the host guard: wait for (or, with fail, refuse) another job's measured work on this host; off: none
+    host_lock: HostLock = HostLock.WAIT
     busy: BusyConfig = field(default_factory=BusyConfig)
     claim: ClaimConfig = field(default_factory=ClaimConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)

@@ -72,7 +72,7 @@ class ProcessUsage:
     workers: int
     cpu_user_s: float
     cpu_sys_s: float
-    # the process's own high-water mark (getrusage ru_maxrss): exact, not sampled
+    # the process's own high-water mark (VmHWM on Linux): exact, not sampled
     rss_peak_bytes: int
     # False: killed by faults.kill (its counters died with it; its leased tasks came back)
     completed: bool = True
