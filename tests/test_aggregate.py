@@ -250,3 +250,17 @@ def test_recommendations_never_mix_workloads(tmp_path: Path) -> None:
     recs = result.recommendations
     assert len(recs) == 2
     assert sorted(recs["service_ms"]) == [0.0, 1.0]
+
+
+def test_recommendations_md_puts_settings_shared_by_every_row_on_one_line(tmp_path: Path) -> None:
+    make_sweep(tmp_path / "wal", {1: 100.0, 2: 150.0, 4: 160.0})
+    make_sweep(tmp_path / "delete", {1: 50.0, 2: 60.0, 4: 55.0}, journal="delete", start=10)
+    out = tmp_path / "out"
+    out.mkdir()
+    aggregate([tmp_path / "wal", tmp_path / "delete"], out)
+    common, _, table = (out / "recommendations.md").read_text().partition("\n\n")
+    header = table.splitlines()[0]
+    assert common.startswith("Every row: ") and "workload_kind=drain" in common
+    assert "executor_kind=async" in common and "| workload_kind |" not in header
+    assert "| journal_mode |" in header  # it differs between the rows, so it stays a column
+    assert "journal_mode=" not in common

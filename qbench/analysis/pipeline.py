@@ -34,6 +34,7 @@ from qbench.report.document import write_report
 from qbench.results.columns import METRICS_FILE
 from qbench.results.load import Loaded, load_results
 from qbench.results.writer import write_failure
+from qbench.settings import Config, flatten
 
 
 @dataclass
@@ -66,6 +67,18 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _markdown_recommendations(recs: pd.DataFrame) -> str:
+    """The recommendations table; settings that hold one value in every row go on one line
+    above it instead of a column each (a drain's rows need no workload.rate column)."""
+    settings = set(flatten(Config()))
+    shown = {c: ["null" if pd.isna(v) else str(v) for v in recs[c]] for c in recs.columns if c in settings}
+    same = [c for c, values in shown.items() if len(set(values)) == 1]
+    if recs.empty or not same:
+        return _markdown_table(recs)
+    common = ", ".join(f"{c}={shown[c][0]}" for c in same)
+    return f"Every row: {common}\n\n" + _markdown_table(recs.drop(columns=same))
+
+
 def _write_outputs(
     target: Path,
     tables: dict[str, pd.DataFrame],
@@ -83,7 +96,7 @@ def _write_outputs(
             _write_parquet(frame, scratch / f"{name}.parquet")
         recs = tables["recommendations"]
         recs.to_csv(scratch / "recommendations.csv", index=False)
-        (scratch / "recommendations.md").write_text(_markdown_table(recs), encoding="utf-8")
+        (scratch / "recommendations.md").write_text(_markdown_recommendations(recs), encoding="utf-8")
         write_report(
             scratch,
             tables["summary"],
