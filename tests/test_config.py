@@ -70,6 +70,14 @@ def test_pool_options_compose() -> None:
     assert pool_connections(compose_config("pool=shared", "workers=10")) == 1
 
 
+def _executor(**changes: object) -> object:
+    return dataclasses.replace(Config().executor, **changes)  # type: ignore[arg-type]
+
+
+def _workload(**changes: object) -> object:
+    return dataclasses.replace(Config().workload, **changes)  # type: ignore[arg-type]
+
+
 BAD = [
     ({"workers": 0}, "workers"),
     ({"workers": -3}, "workers"),
@@ -88,6 +96,22 @@ BAD = [
     ({"pool": dataclasses.replace(Config().pool, ratio=0.0)}, "pool.ratio"),
     ({"service": dataclasses.replace(Config().service, ms=-1.0)}, "service.ms"),
     ({"db": dataclasses.replace(Config().db, dir="/does/not/exist")}, "db.dir"),
+    # the load issue's bad inputs
+    ({"executor": _executor(kind="process", processes=0)}, "executor.processes"),
+    ({"executor": _executor(kind="process", processes=3), "workers": 2}, "executor.processes"),
+    ({"workload": _workload(kind="steady", rate=0.0)}, "workload.rate"),
+    ({"workload": _workload(kind="steady", rate=-5.0)}, "workload.rate"),
+    ({"workload": _workload(kind="steady", rate=0.1, duration_s=1.0)}, "workload.rate"),
+    ({"workload": _workload(kind="steady", rate=2e6)}, "workload.rate"),
+    ({"workload": _workload(kind="steady", duration_s=0.0)}, "workload.duration_s"),
+    ({"workload": _workload(kind="burst", burst_s=2.0, burst_every_s=2.0)}, "workload.burst_s"),
+    (
+        {"workload": _workload(kind="steady", duration_s=10.0), "iteration_timeout_s": 5.0},
+        "iteration_timeout_s",
+    ),
+    ({"service": dataclasses.replace(Config().service, sigma=-0.1)}, "service.sigma"),
+    ({"faults": dataclasses.replace(Config().faults, kill=1)}, "faults.kill"),
+    ({"host_lock": "bogus"}, "host_lock"),
 ]
 
 

@@ -60,6 +60,8 @@ def worker_processes_left() -> list[psutil.Process]:
 
 
 def process_config(tmp_path: Path, processes: object = 0, **changes: object) -> Config:
+    """executor=process; ``processes=0``: one per worker, as conf/executor/process.yaml has it."""
+    processes = processes or changes.get("workers", 1)
     return small_config(
         tmp_path, executor=section("executor", kind="process", processes=processes), **changes
     )

@@ -29,7 +29,7 @@ def worker_processes(cfg: Config) -> int:
     """How many worker processes the process executor starts (0 for the other executors)."""
     if cfg.executor.kind is not ExecutorKind.PROCESS:
         return 0
-    return cfg.executor.processes or cfg.workers
+    return cfg.executor.processes
 
 
 def pool_connections(cfg: Config) -> int:

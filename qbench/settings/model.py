@@ -80,8 +80,8 @@ class ExecutorConfig:
     # async: coroutines in one process; thread: OS threads, each transaction on a plain
     # sqlite3 connection of the pool; process: OS processes, each running its share as coroutines
     kind: ExecutorKind = ExecutorKind.ASYNC
-    # worker processes for kind=process (workers spread evenly); 0 = one per worker
-    processes: int = integer(0, 0, 1024)
+    # worker processes for kind=process, workers spread evenly (conf/executor/process.yaml: one per worker)
+    processes: int = integer(1, 1, 1024)
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,7 @@ def steady(work: Path, rates: list[float], duration_s: float = 3.0) -> bool:
             warmup=1,
             **{
                 "executor.kind": "process",
+                "executor.processes": 2,
                 "workload.kind": "steady",
                 "workload.rate": rate,
                 "workload.duration_s": duration_s,

@@ -158,14 +158,18 @@ class _Worker:
         stats, spec, lender = self.stats, self.spec, self.lender
         timings = spec.timings
         sink = stats.lock_wait_s.append if timings else None
+        # a connection the thread owns is never waited for: its pool wait is 0, not timed
+        owned = isinstance(lender, _Own)
         attempt = 0
         while True:
-            if timings:
+            if timings and not owned:
                 waited = time.perf_counter()
                 conn = lender.acquire()
                 stats.pool_wait_s.append(time.perf_counter() - waited)
             else:
                 conn = lender.acquire()
+                if timings:
+                    stats.pool_wait_s.append(0.0)
             stats.transactions += 1
             try:
                 return run_sync(conn, make_tx(*args, time.time()), sink)
