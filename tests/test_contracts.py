@@ -161,7 +161,7 @@ def test_files_of_earlier_schema_versions_are_read_and_upgraded(tmp_path: Path) 
     table, _ = read_table(v2)
     row = table.slice(0, 1).to_pylist()[0]
     # what held before the settings existed: fixed service, no kills, no processes, no host lock
-    assert row["service_dist"] == "fixed" and row["faults_kill"] == 0 and row["executor_processes"] == 0
+    assert row["service_dist"] == "fixed" and row["faults_kill"] == 0 and row["executor_processes"] == 1
     assert row["host_lock"] == "off" and row["workload_kind"] == "drain"
     assert "achieved_rate_tps" not in table.column_names
     old = write_job(tmp_path / "old", config_columns(workers=2), [900.0, 910.0])
