@@ -41,14 +41,20 @@ import aiosqlite
 
 from qbench.errors import LivelockError
 from qbench.kinds import BusyPolicy, ServiceKind
-from qbench.run.executors.common import Ledger, LivelockWatch, SharedAcks, backoff_s, timeout_error
+from qbench.run.executors.common import (
+    Ledger,
+    LivelockWatch,
+    SharedAcks,
+    backoff_s,
+    service_times,
+    timeout_error,
+)
 from qbench.run.executors.interrupts import Interrupts, run_interruptibly
 from qbench.run.executors.pool import ConnectionPool, on_thread
 from qbench.run.executors.protocol import DrainResult, DrainSpec, ProgressSink
 from qbench.run.metrics import DrainStats, ResourceMonitor, ResourceUsage
 from qbench.run.queues.protocol import Claimed, QueueUnderTest
 from qbench.run.queues.sql import BusyError, Transaction, run_or_roll_back, run_then
-from qbench.run.service import ServiceTimes
 
 T = TypeVar("T")
 
@@ -71,9 +77,7 @@ class _Drain:
         self.stats = DrainStats.for_tasks(spec.tasks)
         # per-task audit bookkeeping, shared with the other executors
         self.ledger = Ledger(spec, self.stats, shared)
-        self.service = ServiceTimes(
-            spec.service_dist, spec.service_s, spec.service_sigma, spec.seed, spec.tasks
-        )
+        self.service = service_times(spec)
         self.done = asyncio.Event()
         # perf_counter time at which the iteration times out: cpu service stops there
         self.deadline = math.inf

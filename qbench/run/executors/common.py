@@ -18,6 +18,12 @@ from qbench.kinds import BusyPolicy
 from qbench.run.executors.protocol import DrainSpec
 from qbench.run.metrics import DrainStats
 from qbench.run.queues.protocol import Claimed
+from qbench.run.service import ServiceTimes
+
+
+def service_times(spec: DrainSpec) -> ServiceTimes:
+    """Each task's service time for this drain, drawn from ``spec.seed`` (the same in every executor)."""
+    return ServiceTimes(spec.service_dist, spec.service_s, spec.service_sigma, spec.seed, spec.tasks)
 
 
 def backoff_s(spec: DrainSpec, attempt: int, rng: random.Random) -> float:
@@ -204,4 +210,12 @@ def merge_stats(into: DrainStats, part: DrainStats) -> None:
     into.service_s.extend(part.service_s)
 
 
-__all__ = ["Ledger", "LivelockWatch", "backoff_s", "livelock", "merge_stats", "timeout_error"]
+__all__ = [
+    "Ledger",
+    "LivelockWatch",
+    "backoff_s",
+    "livelock",
+    "merge_stats",
+    "service_times",
+    "timeout_error",
+]

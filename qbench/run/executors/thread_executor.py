@@ -42,13 +42,13 @@ from qbench.run.executors.common import (
     SharedAcks,
     backoff_s,
     merge_stats,
+    service_times,
     timeout_error,
 )
 from qbench.run.executors.protocol import DrainResult, DrainSpec, ProgressSink
 from qbench.run.metrics import DrainStats, ResourceMonitor, ResourceUsage
 from qbench.run.queues.protocol import Claimed, QueueUnderTest
 from qbench.run.queues.sql import BusyError, Transaction, query, run_sync
-from qbench.run.service import ServiceTimes
 
 T = TypeVar("T")
 
@@ -100,9 +100,7 @@ class _Drain:
         self.queue = queue
         self.stats = DrainStats.for_tasks(spec.tasks)
         self.ledger = Ledger(spec, self.stats, shared)
-        self.service = ServiceTimes(
-            spec.service_dist, spec.service_s, spec.service_sigma, spec.seed, spec.tasks
-        )
+        self.service = service_times(spec)
         # taken by the ledger's calls and the lease-requeue schedule only
         self.lock = threading.Lock()
         # set on every stop: all acknowledged, deadline, watchdog, a worker's error, Ctrl-C

@@ -17,11 +17,19 @@ from each task's intended arrival.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 from qbench.run.database import Backlog, prepare_database
 from qbench.run.executors.protocol import ProgressSink, drain_spec
 from qbench.run.metrics import ResourceMonitor
-from qbench.run.workloads.arrivals import arrival_params, arrival_schedule, burst_windows, mean_rate
+from qbench.run.workloads.arrivals import (
+    ArrivalParams,
+    Schedule,
+    arrival_params,
+    arrival_schedule,
+    burst_windows,
+    mean_rate,
+)
 from qbench.run.workloads.open_loop import open_loop
 from qbench.run.workloads.producer import Producer, ProducerOrders
 from qbench.run.workloads.protocol import Bench, Driven
@@ -30,12 +38,20 @@ from qbench.run.workloads.protocol import Bench, Driven
 _REPORT_TIMEOUT_S = 30.0
 
 
+@functools.lru_cache(maxsize=1)
+def _schedule(params: ArrivalParams) -> Schedule:
+    """The job's schedule, drawn once: every prepare and drive of its iterations replays it."""
+    schedule = arrival_schedule(params)
+    schedule.flags.writeable = False
+    return schedule
+
+
 class SteadyWorkload:
     """Open loop at ``workload.rate`` (``burst``: plus bursts): a producer process enqueues on schedule."""
 
     def prepare(self, bench: Bench) -> Backlog:
         cfg = bench.cfg
-        arrivals = len(arrival_schedule(arrival_params(cfg)))
+        arrivals = len(_schedule(arrival_params(cfg)))
         backlog = prepare_database(
             bench.db_path,
             bench.queue,
@@ -58,7 +74,7 @@ class SteadyWorkload:
     ) -> Driven:
         cfg = bench.cfg
         params = arrival_params(cfg)
-        schedule = arrival_schedule(params)
+        schedule = _schedule(params)
         orders = ProducerOrders(
             db_path=bench.db_path,
             settings=bench.settings,
