@@ -19,6 +19,8 @@ from qbench.errors import ConfigError
 # thresholds that are shares, rates or levels: a number in (0, 1]
 _FRACTIONS = ("knee_fraction", "busy_rate", "cv", "alpha", "pool_wait_share", "lock_wait_share")
 _MIN_RESAMPLES = 100
+# thresholds where 0 means "not given"
+_OPTIONAL = ("slo_p99_ms", "slo_target_tps")
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,10 @@ class Thresholds:
     cpu_cores: float = 0.9
     # bootstrap resamples for confidence intervals
     bootstrap_resamples: int = 2000
+    # latency SLO: p99 end-to-end milliseconds a recommendation must stay under; 0 = none given
+    slo_p99_ms: float = 0.0
+    # the rate (tasks/s) production must sustain; 0 = none given (stated fractions of capacity)
+    slo_target_tps: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         return {f.name: float(getattr(self, f.name)) for f in fields(self)}
@@ -75,6 +81,9 @@ def _check(name: str, key: str, value: Any) -> float | int:
     if name in _FRACTIONS:
         if not (ok and 0 < value <= 1):
             raise ConfigError(key, value, "expected a number in (0, 1]")
+    elif name in _OPTIONAL:
+        if not (ok and value >= 0):
+            raise ConfigError(key, value, "expected a number >= 0 (0: none given)")
     elif not (ok and value > 0):
         raise ConfigError(key, value, "expected a number > 0")
     return float(value)
