@@ -59,7 +59,16 @@ class ExecutorKind(StrEnum):
 
 
 class QueueKind(StrEnum):
-    SQLITE = "sqlite"
+    SQLITE = "sqlite"  # qbench's reference queue (statement level)
+    HUEY = "huey"  # huey's SqliteStorage (client level)
+    LITEQUEUE = "litequeue"  # litequeue's LiteQueue (client level)
+    PERSIST_QUEUE = "persist_queue"  # persist-queue's SQLiteAckQueue (client level)
+    CUSTOM = "custom"  # the user's own class, queue.target=package.module:ClassName
+
+
+class Delivery(StrEnum):
+    AT_LEAST_ONCE = "at_least_once"  # a claimed task not acknowledged comes back
+    AT_MOST_ONCE = "at_most_once"  # a task is removed when it is handed out: a dead worker loses it
 
 
 class ServiceKind(StrEnum):

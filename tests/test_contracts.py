@@ -154,7 +154,7 @@ def _as_version(path: Path, version: str) -> None:
 
 
 def test_files_of_earlier_schema_versions_are_read_and_upgraded(tmp_path: Path) -> None:
-    assert SCHEMA_VERSION == "3" and set(READERS) == {"1", "2", "3"}
+    assert SCHEMA_VERSION == "4" and set(READERS) == {"1", "2", "3", "4"}
     current = write_job(tmp_path / "current", config_columns(workers=2), [1000.0, 1010.0])
     v2 = write_job(tmp_path / "v2", config_columns(workers=2), [950.0, 960.0])
     _as_version(v2, "2")

@@ -151,14 +151,18 @@ def test_quick_plan_end_to_end_with_adaptive_references_and_cache(tmp_path: Path
     root = outputs / "plans" / "quick"
     stage_dir = {
         name: next(p for p in (root / name).iterdir() if p.is_dir())
-        for name in ("scaling", "pools", "contention", "report")
+        for name in ("scaling", "contention", "report")
     }
     scaling_rec = pd.read_parquet(stage_dir["scaling"] / "recommendations.parquet")
     best = int(scaling_rec["best_workers"].iloc[0])
     knee = int(scaling_rec["knee_workers"].iloc[0])
-    pools = pd.concat(pd.read_parquet(p) for p in stage_dir["pools"].rglob("metrics.parquet"))
-    assert set(pools["workers"]) == {best}
-    assert set(pools["pool_size"]) == {1, 2}
+    pool_jobs = list((root / "pools").rglob("metrics.parquet")) if (root / "pools").exists() else []
+    if best > 1:  # the pools stage runs only where more than one worker is best
+        pools = pd.concat(pd.read_parquet(p) for p in pool_jobs)
+        assert set(pools["workers"]) == {best}
+        assert set(pools["pool_size"]) == {1, 2}
+    else:
+        assert pool_jobs == [] and "scaling.best_workers is 1" in out
     contention = pd.concat(pd.read_parquet(p) for p in stage_dir["contention"].rglob("metrics.parquet"))
     grid = [1, 2, 4, 8]
     i = grid.index(knee)
@@ -170,7 +174,7 @@ def test_quick_plan_end_to_end_with_adaptive_references_and_cache(tmp_path: Path
     before = job_files(root)
     code, out = run_plan(str(QUICK), "--outputs", str(outputs))
     assert code == 0
-    assert out.count("done, cached") == 5
+    assert out.count("done, cached") == (5 if best > 1 else 4)
     assert job_files(root) == before
 
 

@@ -46,8 +46,8 @@ def ceiling_phrase(efficiency: float, ceiling: float) -> str:
     if efficiency > 1.0:
         return (
             f"the workers match the single-connection ceiling ({ceiling:,.0f} tasks/s; measured "
-            f"{efficiency:.0%} of it: the ceiling is measured once per job and is noisier than the "
-            "workers' median, so above 100% reads as 'at the ceiling')"
+            f"{efficiency:.0%} of it: the ceiling, the median of a few runs per job, is noisier than the "
+            "workers' median over iterations, so above 100% reads as 'at the ceiling')"
         )
     return f"the workers reach {efficiency:.0%} of the single-connection ceiling ({ceiling:,.0f} tasks/s)"
 

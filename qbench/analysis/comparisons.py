@@ -7,12 +7,16 @@ throughput and the ratio of medians with its bootstrap CI.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 
-from qbench.analysis.stats import compare_samples
+from qbench.analysis.stats import compare_many
 from qbench.analysis.summary import iterations_by_config
 from qbench.analysis.thresholds import Thresholds
+
+Row = Mapping[str, Any]
 
 # Keys compared one at a time; a tuple moves together (a journal brings its synchronous level).
 DIMENSIONS: dict[str, tuple[str, ...]] = {
@@ -20,7 +24,14 @@ DIMENSIONS: dict[str, tuple[str, ...]] = {
     "claim_tx": ("claim_tx",),
     "busy_policy": ("busy_policy",),
     "pool": ("pool_kind", "pool_size", "pool_ratio"),
+    # a queue brings its declared delivery (and, for queue=custom, its target)
+    "queue": ("queue_kind", "queue_target", "queue_delivery"),
 }
+
+
+def _shown(row: Row, columns: list[str]) -> str:
+    """A side's values of the dimension, joined by '/'; unset ones (a queue's null target) left out."""
+    return "/".join(str(row[c]) for c in columns if not pd.isna(row[c]))
 
 
 def comparisons(frame: pd.DataFrame, summary: pd.DataFrame, keys: list[str], t: Thresholds) -> pd.DataFrame:
@@ -30,47 +41,59 @@ def comparisons(frame: pd.DataFrame, summary: pd.DataFrame, keys: list[str], t: 
     value is compared against the best of them.
     """
     samples = iterations_by_config(frame)
-    rows = []
+    records = summary.to_dict("records")
+    found: list[tuple[str, list[str], dict[str, object], Row, Row]] = []
     for dimension, columns in DIMENSIONS.items():
         present = [c for c in columns if c in summary.columns]
         if not present:
             continue
         others = [k for k in keys if k not in present]
-        for context_values, group in summary.groupby(others, dropna=False, sort=True):
-            variants = group.drop_duplicates(present)
+        # The groups by number (pandas' sorted order), each with its rows in summary order.
+        grouped = summary.groupby(others, dropna=False, sort=True)
+        members: dict[int, list[int]] = {}
+        for position, code in enumerate(grouped.ngroup().tolist()):
+            members.setdefault(code, []).append(position)
+        for code, context_values in enumerate(grouped.size().index):
+            # one row per value of the dimension, the first one (as drop_duplicates keeps)
+            variants: dict[tuple[object, ...], Row] = {}
+            for position in members.get(code, []):
+                row = records[position]
+                variants.setdefault(tuple(None if pd.isna(row[c]) else row[c] for c in present), row)
             if len(variants) < 2:
                 continue
             context = dict(zip(others, context_values, strict=True))
-            records = [row for _, row in variants.iterrows()]
-            if len(records) <= 3:
-                pairs = list(itertools.combinations(records, 2))
+            shown = list(variants.values())
+            if len(shown) <= 3:
+                pairs = list(itertools.combinations(shown, 2))
             else:
                 # Many values of one knob: each against the best of them, not every pair.
-                best = max(records, key=lambda r: r["throughput_tps_median"])
-                pairs = [(r, best) for r in records if r["config_id"] != best["config_id"]]
-            for a, b in pairs:
-                test = compare_samples(
-                    samples[a["config_id"]],
-                    samples[b["config_id"]],
-                    alpha=t.alpha,
-                    resamples=t.bootstrap_resamples,
-                )
-                rows.append(
-                    {
-                        "host": context.get("host"),
-                        "key": dimension,
-                        "value_a": "/".join(str(a[c]) for c in present),
-                        "value_b": "/".join(str(b[c]) for c in present),
-                        "context": f"workers={context.get('workers')}",
-                        "throughput_a_tps": test.median_a,
-                        "throughput_b_tps": test.median_b,
-                        "ratio": test.ratio,
-                        "ratio_ci_low": test.ratio_ci_low,
-                        "ratio_ci_high": test.ratio_ci_high,
-                        "p_value": test.p_value,
-                        "significant": test.significant,
-                        "config_id_a": a["config_id"],
-                        "config_id_b": b["config_id"],
-                    }
-                )
+                best = max(shown, key=lambda r: r["throughput_tps_median"])
+                pairs = [(r, best) for r in shown if r["config_id"] != best["config_id"]]
+            found.extend((dimension, present, context, a, b) for a, b in pairs)
+    # Every pair's test at once: pairs of one size share their resamples (the same numbers).
+    tests = compare_many(
+        [(samples[a["config_id"]], samples[b["config_id"]]) for _, _, _, a, b in found],
+        alpha=t.alpha,
+        resamples=t.bootstrap_resamples,
+    )
+    rows = []
+    for (dimension, present, context, a, b), test in zip(found, tests, strict=True):
+        rows.append(
+            {
+                "host": context.get("host"),
+                "key": dimension,
+                "value_a": _shown(a, present),
+                "value_b": _shown(b, present),
+                "context": f"workers={context.get('workers')}",
+                "throughput_a_tps": test.median_a,
+                "throughput_b_tps": test.median_b,
+                "ratio": test.ratio,
+                "ratio_ci_low": test.ratio_ci_low,
+                "ratio_ci_high": test.ratio_ci_high,
+                "p_value": test.p_value,
+                "significant": test.significant,
+                "config_id_a": a["config_id"],
+                "config_id_b": b["config_id"],
+            }
+        )
     return pd.DataFrame(rows)

@@ -129,3 +129,15 @@ def stable_knee(
     picked = np.array([points[i].workers for i in chosen])
     stability = float(np.mean(picked[1:] == picked[0])) if resamples else math.nan
     return Pick(int(best[0]), int(chosen[0]), stability, resamples)
+
+
+def significantly_slower(a: FloatArray, b: FloatArray, *, alpha: float) -> bool:
+    """The stable-knee rule's test on the data: is ``a`` significantly slower than ``b``?
+
+    Either side may be empty (a job that failed): no iterations are slower than any, and
+    two empty sides are not told apart.
+    """
+    x, y = np.sort(a[np.isfinite(a)])[None, :], np.sort(b[np.isfinite(b)])[None, :]
+    if x.size == 0 or y.size == 0:
+        return bool(x.size == 0 and y.size > 0)
+    return bool(_slower(x, y, alpha, first=True)[0])

@@ -28,7 +28,9 @@ from qbench.analysis.comparisons import comparisons
 from qbench.analysis.recommend import recommendations
 from qbench.analysis.scaling import fitted_points, scaling_table
 from qbench.analysis.summary import key_columns, measured, summarize
+from qbench.analysis.sustainable import add_keep_up_share, sustainable_rates
 from qbench.analysis.thresholds import Thresholds
+from qbench.analysis.tiers import tiered
 from qbench.errors import AggregateError
 from qbench.report.document import write_report
 from qbench.results.columns import METRICS_FILE
@@ -86,6 +88,7 @@ def _write_outputs(
     sources: list[str],
     thresholds: Thresholds,
     fitted: pd.DataFrame,
+    notes: Sequence[str] = (),
 ) -> list[Path]:
     """Write every output into a scratch directory in ``target``, then move each into place."""
     with tempfile.TemporaryDirectory(
@@ -108,6 +111,9 @@ def _write_outputs(
             sources=sources,
             thresholds=thresholds.as_dict(),
             fitted_points=fitted,
+            notes=notes,
+            sustainable=tables["sustainable_rates"],
+            hosts=loaded.hosts,
         )
         written = []
         for produced in sorted(scratch.iterdir()):
@@ -118,9 +124,14 @@ def _write_outputs(
 
 
 def aggregate(
-    paths: Sequence[Path], out_dir: Path | None = None, thresholds: Thresholds | None = None
+    paths: Sequence[Path],
+    out_dir: Path | None = None,
+    thresholds: Thresholds | None = None,
+    notes: Sequence[str] = (),
 ) -> Aggregated:
     """Load, summarise, fit, recommend, compare and report; write everything into ``out_dir``.
+
+    ``notes`` go into the report's overview (a plan's skipped stages and why).
 
     Raises:
         AggregateError: no usable results (the reason names every skipped file and job).
@@ -144,17 +155,21 @@ def aggregate(
 
     frame = loaded.frame
     keys = key_columns(frame)
-    summary = summarize(frame, thresholds)
+    summary = add_keep_up_share(frame, summarize(frame, thresholds), keys)
+    rates = sustainable_rates(summary, keys, thresholds)
     scaling = scaling_table(frame, summary, keys)
     recs = recommendations(frame, summary, scaling, keys, thresholds)
+    # four deployment tiers per group, development first (it holds the recommended config)
+    recs = tiered(frame, summary, recs, rates, keys, thresholds)
     comps = comparisons(frame, summary, keys, thresholds)
     # The report draws the fitted curves from these points: it never evaluates a fit itself.
     fitted = fitted_points(summary, scaling, keys)
 
     # Everything goes to a scratch directory first: a failure leaves no partial output.
     tables = {"summary": summary, "scaling": scaling, "recommendations": recs, "comparisons": comps}
+    tables["sustainable_rates"] = rates
     try:
-        written = _write_outputs(target, tables, loaded, [str(p) for p in paths], thresholds, fitted)
+        written = _write_outputs(target, tables, loaded, [str(p) for p in paths], thresholds, fitted, notes)
     except OSError as exc:
         raise write_failure(target, exc) from None
     return Aggregated(target, written, loaded, summary, recs)

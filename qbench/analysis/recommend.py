@@ -5,7 +5,9 @@ the config with the best median throughput; the recommended worker count
 (the fewest workers on its curve not significantly slower than the best, with
 its bootstrap stability: :mod:`qbench.analysis.knee`); the knee (smallest
 worker count on that curve within ``knee_fraction`` of the best); where busy errors begin
-(first worker count whose median busy rate exceeds ``busy_rate``); the
+(first worker count whose median busy rate exceeds ``busy_rate``, or the
+largest count tried when they never did; per busy timeout, and the busy
+timeout the measured lock waits ask for: :mod:`qbench.analysis.busy`); the
 pool, busy policy and transaction mode of the best config; its expected
 throughput with CI and p99 latency; the bottleneck named from the data with
 the figure that shows it and the advice (:mod:`qbench.analysis.bottleneck`); and a
@@ -22,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from qbench.analysis.bottleneck import Bottleneck, bottleneck
+from qbench.analysis.busy import busy_columns
 from qbench.analysis.knee import Pick, Point, stable_knee
 from qbench.analysis.summary import iterations_by_config, measured, same_config
 from qbench.analysis.thresholds import Thresholds
@@ -191,11 +194,13 @@ def recommendations(
         choice = _choose(group, scaling, curve_keys, samples, t)
         best_iterations = same_config(iterations, choice.best, keys)
         found = bottleneck(choice.best, best_iterations, choice.usl, t)
-        rows.append(
-            _recommendation_row(
-                dict(zip(group_keys, group_values, strict=True)), choice, found, _confidence(choice, t), t
-            )
+        row = _recommendation_row(
+            dict(zip(group_keys, group_values, strict=True)), choice, found, _confidence(choice, t), t
         )
+        # where busy errors begin per busy timeout, and the timeout the lock waits ask for
+        row |= busy_columns(group, iterations, choice.recommended, choice.on_curve, keys, t)
+        rows.append(row)
     out = pd.DataFrame(rows)
-    out["busy_onset_workers"] = out["busy_onset_workers"].astype("Int64")
+    for column in ("busy_onset_workers", "busy_onset_tried_workers", "busy_timeout_recommended_ms"):
+        out[column] = out[column].astype("Int64")
     return out

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from qbench.analysis.fits import FitStatus, ScalingFit, fit_amdahl, fit_usl, usl_throughput
-from qbench.analysis.summary import same_config
 
 MODELS = ("usl", "amdahl")
 # Fits whose curves are drawn: only an ok fit. A poor fit drawn as a line reads as a model
@@ -41,8 +40,13 @@ def varying_columns(table: pd.DataFrame, columns: list[str]) -> list[str]:
 
 
 def _fit_columns(prefix: str, fit: ScalingFit) -> dict[str, object]:
-    def num(value: float | None) -> float:
-        return float("nan") if value is None else float(value)
+    """One model's columns. Only an ok fit stores its coefficients, N* and peak; any other keeps
+    its status, message and R² (how poor a poor fit is), the rest null, so no reader of
+    scaling.parquet takes a poor fit's numbers for a model of the data."""
+    ok = fit.status == FitStatus.OK
+
+    def num(value: float | None, *, kept: bool = False) -> float:
+        return float("nan") if value is None or not (ok or kept) else float(value)
 
     return {
         f"{prefix}_status": str(fit.status),
@@ -53,7 +57,7 @@ def _fit_columns(prefix: str, fit: ScalingFit) -> dict[str, object]:
         f"{prefix}_sigma_se": num(fit.sigma_se),
         f"{prefix}_kappa": num(fit.kappa),
         f"{prefix}_kappa_se": num(fit.kappa_se),
-        f"{prefix}_r_squared": num(fit.r_squared),
+        f"{prefix}_r_squared": num(fit.r_squared, kept=True),
         f"{prefix}_n_star": num(fit.n_star),
         f"{prefix}_x_max_tps": num(fit.x_max),
     }
@@ -97,6 +101,21 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(x) else x
 
 
+def _match_key(values: tuple[object, ...]) -> tuple[object, ...]:
+    """Values compared as pandas' ``==`` compares them (4 == 4.0), missing values all alike."""
+
+    def one(v: object) -> object:
+        if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+            return ("missing",)
+        if isinstance(v, bool | np.bool_):
+            return ("flag", bool(v))
+        if isinstance(v, int | float | np.integer | np.floating):
+            return ("number", float(v))
+        return ("text", str(v))
+
+    return tuple(one(v) for v in values)
+
+
 def fitted_points(summary: pd.DataFrame, scaling: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Points along each fitted curve, for the plots: curve_id, model, workers, throughput_tps.
 
@@ -107,9 +126,15 @@ def fitted_points(summary: pd.DataFrame, scaling: pd.DataFrame, keys: list[str])
     if summary.empty or scaling.empty:
         return pd.DataFrame(columns=FITTED_COLUMNS)
     columns = curve_columns(summary, keys)
+    # Each curve's worker counts by its key values (as same_config matches them): one pass.
+    levels: dict[tuple[object, ...], list[float]] = {}
+    for values, workers in zip(
+        summary[columns].itertuples(index=False, name=None), summary["workers"].tolist(), strict=True
+    ):
+        levels.setdefault(_match_key(values), []).append(float(workers))
     frames = []
     for _, fit in scaling.iterrows():
-        workers = same_config(summary, fit, columns)["workers"].to_numpy(dtype=float)
+        workers = np.asarray(levels.get(_match_key(tuple(fit[c] for c in columns)), []), dtype=float)
         if workers.size == 0:
             continue
         grid = np.linspace(workers.min(), workers.max(), FITTED_POINTS)

@@ -39,15 +39,9 @@ def bootstrap_median_ci(
 ) -> tuple[float, float]:
     """Percentile-bootstrap CI of the median; (NaN, NaN) with fewer than 3 values.
 
-    Vectorised (one resample matrix), so a thousand configs take milliseconds.
+    One sample of :func:`bootstrap_median_cis`, which says how the resamples are drawn.
     """
-    arr = _clean(values)
-    if arr.size < 3:
-        return NAN, NAN
-    rng = np.random.default_rng(seed)
-    medians = np.median(arr[rng.integers(0, arr.size, size=(resamples, arr.size))], axis=1)
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(medians, [tail, 100.0 - tail])
+    low, high = bootstrap_median_cis([values], resamples=resamples, confidence=confidence, seed=seed)[0]
     return float(low), float(high)
 
 
@@ -84,22 +78,22 @@ def compare_samples(
     resamples: int = 2000,
     seed: int = 0,
 ) -> Comparison:
-    """Is ``b`` different from ``a``? Rank test on the iterations, effect as a ratio of medians with CI."""
-    xa, xb = _clean(a), _clean(b)
-    med_a = float(np.median(xa)) if xa.size else NAN
-    med_b = float(np.median(xb)) if xb.size else NAN
-    ratio = med_b / med_a if med_a and not math.isnan(med_a) else NAN
+    """Is ``b`` different from ``a``? Rank test on the iterations, effect as a ratio of medians with CI.
+
+    One pair of :func:`compare_many`, which says how the resamples are drawn.
+    """
+    return _compare_one(_clean(a), _clean(b), alpha=alpha, resamples=resamples, seed=seed)
+
+
+def _compare_one(
+    xa: NDArray[np.float64], xb: NDArray[np.float64], *, alpha: float, resamples: int, seed: int
+) -> Comparison:
     if xa.size < 2 or xb.size < 2:
+        med_a = float(np.median(xa)) if xa.size else NAN
+        med_b = float(np.median(xb)) if xb.size else NAN
+        ratio = med_b / med_a if med_a and not math.isnan(med_a) else NAN
         return Comparison(med_a, med_b, ratio, NAN, NAN, NAN, False)
-    p_value = float(stats.mannwhitneyu(xa, xb, alternative="two-sided").pvalue)
-    rng = np.random.default_rng(seed)
-    ra = np.median(xa[rng.integers(0, xa.size, size=(resamples, xa.size))], axis=1)
-    rb = np.median(xb[rng.integers(0, xb.size, size=(resamples, xb.size))], axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = rb / ra
-    ratios = ratios[np.isfinite(ratios)]
-    low, high = np.percentile(ratios, [2.5, 97.5]) if ratios.size else (NAN, NAN)
-    return Comparison(med_a, med_b, ratio, float(low), float(high), p_value, p_value < alpha)
+    return compare_many([(xa, xb)], alpha=alpha, resamples=resamples, seed=seed)[0]
 
 
 def order_median_ci(values: Samples, confidence: float = 0.95) -> tuple[float, float]:
@@ -140,3 +134,130 @@ def rank_test_rows(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np
         z = (np.abs(u - n1 * n2 / 2.0) - 0.5) / np.sqrt(variance)
     p = np.clip(2.0 * stats.norm.sf(z), 0.0, 1.0)
     return np.where(variance > 0, p, 1.0)
+
+
+# Elements of one block of resample medians (samples x resamples): about 32 MB of float64.
+_BLOCK = 4_000_000
+
+
+def _by_size(arrays: Sequence[NDArray[np.float64]]) -> dict[int, list[int]]:
+    sizes: dict[int, list[int]] = {}
+    for i, arr in enumerate(arrays):
+        sizes.setdefault(arr.size, []).append(i)
+    return sizes
+
+
+def _median_positions(n: int, resamples: int, rng: np.random.Generator) -> tuple[NDArray[np.intp], ...]:
+    """Positions, in sorted data of ``n`` values, of the two middle values of each resample.
+
+    A resample draws ``n`` positions uniformly with replacement; drawn from the sorted
+    data, the resample sorted is the data at its positions sorted, so its median is the
+    mean of the data at its two middle positions (one position twice for odd ``n``).
+    Every sample of ``n`` values shares these positions: a resample median then costs
+    two look-ups, not a sort.
+    """
+    drawn = np.sort(rng.integers(0, n, size=(resamples, n)), axis=1)
+    return drawn[:, (n - 1) // 2], drawn[:, n // 2]
+
+
+def _resample_medians(
+    data: NDArray[np.float64], positions: tuple[NDArray[np.intp], ...]
+) -> NDArray[np.float64]:
+    """Medians of the resamples (columns) of each row of sorted ``data``."""
+    low, high = positions
+    medians: NDArray[np.float64] = (data[:, low] + data[:, high]) / 2.0
+    return medians
+
+
+def _row_percentiles(values: NDArray[np.float64], q: list[float]) -> NDArray[np.float64]:
+    """``np.percentile`` of each row's finite values; NaN for a row without one."""
+    out = np.full((values.shape[0], len(q)), NAN)
+    finite = np.isfinite(values)
+    whole = finite.all(axis=1)
+    if whole.any():
+        out[whole] = np.percentile(values[whole], q, axis=1).T
+    for row in np.flatnonzero(~whole):
+        kept = values[row][finite[row]]
+        if kept.size:
+            out[row] = np.percentile(kept, q)
+    return out
+
+
+def bootstrap_median_cis(
+    samples: Sequence[Samples], *, resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> NDArray[np.float64]:
+    """Percentile-bootstrap CIs of the medians of samples, as a (samples, 2) array.
+
+    Each sample's finite values are sorted, then resampled by ``resamples`` draws of
+    positions with replacement (seeded: the same draws for every sample of one size, as
+    :func:`_median_positions` explains). Fewer than 3 values: (NaN, NaN).
+    """
+    cleaned = [np.sort(_clean(s)) for s in samples]
+    out = np.full((len(cleaned), 2), NAN)
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    for n, members in _by_size(cleaned).items():
+        if n < 3:
+            continue
+        positions = _median_positions(n, resamples, np.random.default_rng(seed))
+        data = np.stack([cleaned[i] for i in members])
+        step = max(1, _BLOCK // resamples)
+        for start in range(0, len(members), step):
+            medians = _resample_medians(data[start : start + step], positions)
+            out[members[start : start + step]] = np.percentile(medians, [tail, 100.0 - tail], axis=1).T
+    return out
+
+
+def _rank_p_values(xa: NDArray[np.float64], xb: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Two-sided Mann-Whitney U p-values of each row pair, by the method ``mannwhitneyu`` picks for
+    that pair alone (exact for small samples without ties, else asymptotic)."""
+    n1, n2 = xa.shape[1], xb.shape[1]
+    both = np.sort(np.concatenate([xa, xb], axis=1), axis=1)
+    ties = (both[:, 1:] == both[:, :-1]).any(axis=1)
+    asymptotic = ties | (n1 > 8 and n2 > 8)
+    p = np.empty(xa.shape[0])
+    for method, rows in (("asymptotic", asymptotic), ("exact", ~asymptotic)):
+        if rows.any():
+            test = stats.mannwhitneyu(xa[rows], xb[rows], axis=1, alternative="two-sided", method=method)
+            p[rows] = test.pvalue
+    return p
+
+
+def compare_many(
+    pairs: Sequence[tuple[Samples, Samples]], *, alpha: float = 0.05, resamples: int = 2000, seed: int = 0
+) -> list[Comparison]:
+    """:func:`compare_samples` of each pair, pairs of one size computed together.
+
+    The ratio's CI is a percentile bootstrap: each side's finite values sorted, resampled
+    by seeded draws of positions (the first side's draws first, then the second's; the same
+    draws for every pair of one size), ratios that are not finite left out.
+    """
+    cleaned = [(np.sort(_clean(a)), np.sort(_clean(b))) for a, b in pairs]
+    out: list[Comparison | None] = [None] * len(cleaned)
+    sizes: dict[tuple[int, int], list[int]] = {}
+    for i, (xa, xb) in enumerate(cleaned):
+        sizes.setdefault((xa.size, xb.size), []).append(i)
+    for (na, nb), members in sizes.items():
+        if na < 2 or nb < 2:
+            for i in members:
+                out[i] = _compare_one(*cleaned[i], alpha=alpha, resamples=resamples, seed=seed)
+            continue
+        xa = np.stack([cleaned[i][0] for i in members])
+        xb = np.stack([cleaned[i][1] for i in members])
+        p_values = _rank_p_values(xa, xb)
+        med_a, med_b = np.median(xa, axis=1), np.median(xb, axis=1)
+        rng = np.random.default_rng(seed)
+        at_a, at_b = _median_positions(na, resamples, rng), _median_positions(nb, resamples, rng)
+        step = max(1, _BLOCK // resamples)
+        for start in range(0, len(members), step):
+            block = slice(start, start + step)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratios = _resample_medians(xb[block], at_b) / _resample_medians(xa[block], at_a)
+            ratios[~np.isfinite(ratios)] = NAN
+            cis = _row_percentiles(ratios, [2.5, 97.5])
+            for offset, i in enumerate(members[block]):
+                a, b = float(med_a[start + offset]), float(med_b[start + offset])
+                ratio = b / a if a and not math.isnan(a) else NAN
+                p = float(p_values[start + offset])
+                low, high = cis[offset]
+                out[i] = Comparison(a, b, ratio, float(low), float(high), p, p < alpha)
+    return [c for c in out if c is not None]

@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from qbench.app import failures, resume
 from qbench.app.identity import hydra_config, job_dir, job_label, stored_yaml, task_config
+from qbench.app.objective import NEVER_WINS, objective_of_job, slo_of
 from qbench.app.redact import redaction_of
 
 log = logging.getLogger("qbench")
@@ -59,7 +60,8 @@ def kept_job(config: DictConfig) -> JobReturn | None:
         task_name=JobRuntime.instance().get("name"),
         status=HydraJobStatus.COMPLETED,
     )
-    ret.return_value = kept
+    slo_p99_ms = slo_of(OmegaConf.select(config, "hydra.callbacks.aggregate.slo_p99_ms", default=None))
+    ret.return_value = objective_of_job(directory, slo_p99_ms=slo_p99_ms) if slo_p99_ms else kept
     return ret
 
 
@@ -79,7 +81,7 @@ def _run_or_keep(*args: Any, **kwargs: Any) -> JobReturn:
 
 
 def _set_up_failed(config: Any, multirun: bool, exc: OSError) -> JobReturn:
-    """A job Hydra could not set up: recorded as failed, and reported to Hydra as done (None)."""
+    """A job Hydra could not set up: recorded as failed, reported to Hydra as done, scoring NEVER_WINS."""
     directory = job_dir(config, multirun=multirun)
     job_num = int(OmegaConf.select(config, "hydra.job.num", default=0) or 0) if multirun else 0
     reason = redaction_of(config, multirun=multirun, job_dir=str(directory)).text(
@@ -88,7 +90,7 @@ def _set_up_failed(config: Any, multirun: bool, exc: OSError) -> JobReturn:
     log.error("job %d (%s) failed: %s", job_num, job_label(config.hydra), reason)
     failures.job_failed(directory, reason, job_num)
     ret = JobReturn(cfg=config, working_dir=os.getcwd(), status=HydraJobStatus.COMPLETED)
-    ret.return_value = None
+    ret.return_value = NEVER_WINS
     return ret
 
 

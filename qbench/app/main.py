@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from qbench.app import callbacks, failures, launcher, resume, signals
 from qbench.app.identity import job_label, stored_yaml
+from qbench.app.objective import NEVER_WINS, objective, objective_of_job, slo_of
 from qbench.app.paths import conf_dir
 from qbench.app.preflight import Preflight, inspect, to_config
 from qbench.app.redact import REDACTED, Redaction, redaction
@@ -94,7 +95,8 @@ def _kept(job_dir: Path, resolved_yaml: str) -> float | None:
     return kept
 
 
-def _task(dcfg: DictConfig) -> float | None:
+def _task(dcfg: DictConfig) -> float:
+    """Run one job; return its score for an optimising sweeper (:mod:`qbench.app.objective`)."""
     from hydra.core.hydra_config import HydraConfig
 
     from qbench.run.job import run_job  # the measurement code: loaded when a job runs, not to refuse one
@@ -105,16 +107,17 @@ def _task(dcfg: DictConfig) -> float | None:
     signals.job_started(job_num, job_dir)
     hidden = _job_redaction(dcfg, hc, job_dir)
     label = job_label(hc)
+    slo_p99_ms = slo_of(OmegaConf.select(hc, "callbacks.aggregate.slo_p99_ms", default=None))
     cfg = _validated(dcfg, job_dir, job_num, hidden)
     if cfg is None:
         signals.job_ended()
-        return None
+        return NEVER_WINS
     resolved_yaml = stored_yaml(dcfg, hidden)
     kept = _kept(job_dir, resolved_yaml) if resume.resume_requested() else None
     if kept is not None:
         log.info("job %d (%s): already done with this config, kept", job_num, label)
         signals.job_ended()
-        return kept
+        return objective_of_job(job_dir, slo_p99_ms=slo_p99_ms) if slo_p99_ms else kept
     try:
         outcome = run_job(cfg, job_dir, job_num=job_num, config_yaml=resolved_yaml, redacted=hidden.columns())
     except (QbenchError, OSError) as exc:  # results already there, a full disk: nothing is overwritten
@@ -125,11 +128,11 @@ def _task(dcfg: DictConfig) -> float | None:
         else:
             failures.FAILED_HERE.append((str(job_dir), reason))
         signals.job_ended()
-        return None
+        return NEVER_WINS
     shown = REDACTED if hidden.job_dir else str(outcome.metrics_path)
     _headline(job_num, label, outcome, shown)
     signals.job_ended()
-    return outcome.throughput_tps
+    return objective(outcome.rows, ok=outcome.ok, slo_p99_ms=slo_p99_ms)
 
 
 def _preflight() -> Preflight:

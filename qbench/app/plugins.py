@@ -78,3 +78,33 @@ def register_resolvers() -> None:
 
 
 register_resolvers()
+
+
+OPTUNA_CONFIG = "hydra_plugins.hydra_optuna_sweeper.config"
+
+
+def register_sweeper_defaults() -> None:
+    """``hydra/sweeper=optuna`` maximises qbench's objective (the plugin's own default minimises).
+
+    Hydra's plugin scan stores each plugin's configs (running their modules again), so the scan
+    happens first; the optuna sweeper's node is then stored again with ``direction: maximize``.
+    Nothing happens when the plugin is not installed.
+    """
+    import dataclasses
+    import importlib
+    from typing import Any
+
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()
+    try:
+        config = importlib.import_module(OPTUNA_CONFIG)
+    except ImportError:
+        return
+    node = dataclasses.make_dataclass(
+        "QbenchOptunaSweeperConf",
+        [("direction", Any, dataclasses.field(default=config.Direction.maximize))],
+        bases=(config.OptunaSweeperConf,),
+    )
+    ConfigStore.instance().store(group="hydra/sweeper", name="optuna", node=node, provider="optuna_sweeper")

@@ -29,12 +29,15 @@ from qbench.app.callbacks import AggregateCallbackConfig
 from qbench.app.explain import explain, group_options, one_line
 from qbench.app.hydra_checks import check_command, check_hydra_node, check_overrides
 from qbench.app.identity import hydra_config, job_dir, stored_yaml, sweep_dir, task_config
+from qbench.app.optuna_space import check_optuna_settings, is_optuna
 from qbench.app.paths import conf_dir
+from qbench.app.plugins import register_sweeper_defaults
 from qbench.app.redact import REDACTED, Redaction, hidden_message, redaction_of
 from qbench.app.resources import check_resources, files_needed
 from qbench.app.sweep import is_multirun, job_combos
 from qbench.errors import ConfigError, QbenchError, ResultsError, UsageError
 from qbench.kinds import WorkloadKind
+from qbench.run.queues.loading import check_queue
 from qbench.settings import Config, from_mapping, validate
 
 # Hydra flags that only show things: no job runs, nothing to validate.
@@ -153,6 +156,7 @@ def _check_job(cfg: DictConfig, multirun: bool, overrides: list[str]) -> _Job:
                 checked = validate(_own_db_dir(to_config(task), directory))
                 _check_open_loop_tasks(checked, overrides)
                 check_resources(checked)
+                check_queue(checked)
             except ConfigError as exc:
                 raise UsageError(hidden.error(exc)) from None
             return _Job(directory, hidden, stored_yaml(task, hidden), files_needed(checked))
@@ -241,14 +245,15 @@ def _inspect(composer: Hydra, args: Any) -> Preflight:
     base = _compose(composer, config_name, overrides, multirun)
     check_hydra_node(base, multirun)
     aggregate = _aggregation(base)  # checked for a single run too: a typo is a typo
+    trials = check_optuna_settings(base) if multirun and is_optuna(base) else None
     if multirun:
-        jobs = _sweep_jobs(composer, base)
+        jobs = _sweep_jobs(composer, base)  # for optuna: each value it may draw, checked once
         target = sweep_dir(base)
     else:
         jobs = [_check_job(base, False, overrides)]
         target = jobs[0].directory
     result = Preflight(
-        jobs=len(jobs),
+        jobs=trials or len(jobs),
         multirun=multirun,
         target=target,
         job_dirs=tuple(job.directory for job in jobs),
@@ -280,6 +285,7 @@ def inspect(argv: Sequence[str]) -> Preflight:
     """
     args = _parse_args(argv)
     check_command(args)
+    register_sweeper_defaults()  # before anything composes, --cfg included
     if any(getattr(args, flag, None) for flag in _SHOW_ONLY):
         return Preflight()
     GlobalHydra.instance().clear()

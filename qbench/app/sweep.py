@@ -20,6 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from qbench.app.explain import explain
+from qbench.app.optuna_space import is_optuna, optuna_combos
 from qbench.errors import ConfigError, UsageError
 
 # A sweep larger than this is refused before it is expanded (each job is composed to check it).
@@ -79,8 +80,10 @@ def _check_size(parsed: list[Override], basic: bool) -> None:
 
 
 def sweep_arguments(base: DictConfig) -> list[str]:
-    """The basic sweeper's arguments: ``hydra.sweeper.params``, then the command line's task overrides."""
-    params = OmegaConf.select(base, "hydra.sweeper.params", default=None) if is_basic_sweeper(base) else None
+    """The sweep's arguments: ``hydra.sweeper.params`` (the basic and the optuna sweeper's), then the
+    command line's task overrides."""
+    reads_params = is_basic_sweeper(base) or is_optuna(base)
+    params = OmegaConf.select(base, "hydra.sweeper.params", default=None) if reads_params else None
     arguments = [f"{key}={value}" for key, value in (params or {}).items()]
     task = OmegaConf.to_container(base.hydra.overrides.task, resolve=False)
     assert isinstance(task, list)
@@ -97,6 +100,8 @@ def job_combos(composer: Hydra, base: DictConfig) -> list[list[str]]:
     basic = is_basic_sweeper(base)
     try:
         parsed = OverridesParser.create(config_loader=composer.config_loader).parse_overrides(arguments)
+        if is_optuna(base):  # optuna runs n_trials jobs: each value it may draw is checked once
+            return optuna_combos(parsed, base)
         _check_size(parsed, basic)
         if not basic:
             # another sweeper decides the values: check the fixed ones, the jobs check the rest

@@ -95,10 +95,13 @@ def check_overrides(plan: Plan) -> None:
         return preflight(["-m", *overrides])
 
     for stage in plan.stages.values():
-        if not stage.is_sweep:
+        if not stage.runs_jobs:
             continue
         fixed = [o for o in stage.overrides if not find_references(o)]
         lists = {k: v for k, v in stage.grid.items() if not isinstance(v, str)}
+        if stage.search is not None:  # both ends of the range must fit the key (values between them do)
+            ends = dict.fromkeys([stage.search.candidates()[0], stage.search.candidates()[-1]])
+            lists = {stage.search.key: list(ends)}
         grid = [f"{k}={','.join(fmt(v) for v in values)}" for k, values in lists.items()]
         try:
             jobs = compose([*fixed, *grid])

@@ -27,7 +27,7 @@ from typing import IO, Any
 
 import psutil
 
-from qbench.errors import PlanInterrupted
+from qbench.errors import PlanError, PlanInterrupted
 
 # seconds a signalled sweep may take to stop before its group gets SIGKILL
 GRACE_S = 10.0
@@ -176,3 +176,22 @@ def let_orphan_stop(rec: dict[str, Any]) -> None:
             if os.getpgid(pid) == pid != os.getpgrp():  # only a sweep's own process group
                 kill_group(pid, signal.SIGKILL)
         time.sleep(0.5)
+
+
+def refuse_if_running(rec: dict[str, Any], plan: str, name: str) -> None:
+    """Never two sweeps into one directory: a recorded sweep that still runs stops the plan.
+
+    A sweep whose plan was killed is told to stop by the kernel (SIGTERM on its parent's
+    death) and is let finish its clean-up first; one that outlives the grace is killed.
+
+    Raises:
+        PlanError: stage ``name``'s sweep is still running.
+    """
+    pid = rec.get("pid")
+    if rec.get("status") == "running" and orphaned(rec):
+        let_orphan_stop(rec)
+    if rec.get("status") == "running" and alive(pid, rec.get("started")):
+        raise PlanError(
+            f"plan {plan}: stage '{name}': its sweep is still running (pid {pid}); "
+            f"wait for it or stop it (kill -TERM -- -{pid}), then run the plan again"
+        )

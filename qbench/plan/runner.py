@@ -28,13 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from qbench import __version__
+from qbench.analysis.thresholds import Thresholds
 from qbench.errors import PlanError, PlanInterrupted, QbenchError, Unresolved
 from qbench.plan import process
 from qbench.plan.checks import check_overrides
-from qbench.plan.process import alive as _alive
+from qbench.plan.describe import describe_stage, print_status
 from qbench.plan.resolve import Resolved, conf_digest, expand, read_recommendation
 from qbench.plan.resolve import fmt as _fmt
 from qbench.plan.safety import split_sweep_dir
+from qbench.plan.search import run_search
 from qbench.plan.spec import Plan, Reference, Stage, find_references
 from qbench.results.columns import SCHEMA_VERSION
 from qbench.results.status import JobStatus
@@ -53,6 +55,8 @@ class Runner:
         self.resolved: dict[str, Resolved] = {}
         self.keys: dict[str, str] = {}
         self.signals = process.Signals()
+        # stages skipped because their `when` did not hold (or they take a value from one): why
+        self.skipped: dict[str, str] = {}
 
     # ------------------------------------------------------------ state on disk
     def stage_dir(self, name: str) -> Path:
@@ -89,7 +93,9 @@ class Runner:
         return read_recommendation(self.sweep_dir(ref.stage) / "recommendations.parquet", ref)
 
     def _expand(self, ref: Reference, value: Any) -> list[str]:
-        upstream = self.resolved.get(ref.stage)
+        upstream, search = self.resolved.get(ref.stage), self.plan.stages[ref.stage].search
+        if search is not None:  # around a search's answer: its neighbours among the range's candidates
+            return expand(ref, value, {search.key: [_fmt(v) for v in search.candidates()]})
         return expand(ref, value, upstream.grid if upstream else {})
 
     def resolve(self, stage: Stage) -> Resolved:
@@ -124,17 +130,19 @@ class Runner:
         the qbench and results-schema versions.
         """
         upstream = [[need, self.keys.get(need)] for need in stage.needs]
-        spec = {
+        spec: dict[str, Any] = {
             "stage": stage.name,
             "analysis": stage.analysis,
             "overrides": sorted(resolved.overrides),
             "grid": [[key, values] for key, values in resolved.grid.items()],
             "subdir": resolved.subdir,
             "upstream": upstream if stage.analysis == "compare" else sorted(upstream),
-            "conf": conf_digest() if stage.is_sweep else None,
+            "conf": conf_digest() if stage.runs_jobs else None,
             "qbench": __version__,
             "schema": SCHEMA_VERSION,
         }
+        if stage.search is not None:
+            spec["search"] = stage.search.as_dict()
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
     # ------------------------------------------------------------ running
@@ -142,17 +150,22 @@ class Runner:
         grid = [f"{k}={','.join(v)}" for k, v in resolved.grid.items()]
         return ["-m", *resolved.overrides, *grid]
 
-    def _run_sweep(self, stage: Stage, run_dir: Path, label: str) -> str | None:
-        """Run the stage's sweep as a child process group; return why it failed, or None.
+    def _run_sweep(
+        self, stage: Stage, run_dir: Path, label: str, one: tuple[list[str], Path] | None = None
+    ) -> str | None:
+        """Run the stage's sweep (or ``one``: a search's job, its arguments and sweep directory)
+        as a child process group; return why it failed, or None.
 
         Raises:
             PlanInterrupted: SIGTERM or SIGINT arrived; the sweep was stopped and waited for.
         """
         resolved, sweep_dir = self.resolved[stage.name], self.sweep_dir(stage.name)
-        cmd = [sys.executable, "-m", "qbench", *self.sweep_args(resolved), f"hydra.sweep.dir={sweep_dir}"]
+        args, total = self.sweep_args(resolved), resolved.jobs()
+        if one is not None:
+            (args, sweep_dir), total = one, 1
+        cmd = [sys.executable, "-m", "qbench", *args, f"hydra.sweep.dir={sweep_dir}"]
         env = dict(os.environ, QBENCH_RESUME="1", QBENCH_NO_PROGRESS="1")
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        total = resolved.jobs()
         progress = Progress(label)
         started = time.monotonic()
 
@@ -161,7 +174,7 @@ class Runner:
             elapsed = time.monotonic() - started
             progress.update(f"job {min(finished + 1, total)}/{total}, {elapsed:,.0f} s elapsed")
 
-        self._refuse_if_running(stage.name)
+        process.refuse_if_running(self.record(stage.name), self.plan.path.name, stage.name)
         with open(run_dir.parent / "stage.log", "a", encoding="utf-8") as log:
             log.write(f"$ {' '.join(cmd)}\n")
             log.flush()
@@ -189,34 +202,40 @@ class Runner:
             return f"sweep exited with status {code}: {' | '.join(tail)}"
         return None
 
-    def _refuse_if_running(self, name: str) -> None:
-        """Never two sweeps into one directory: a recorded sweep that still runs stops the plan.
+    def _run_search(self, stage: Stage, run_dir: Path, label: str) -> str | None:
+        """Run a search stage: one job per candidate it measures, then its aggregate and search.json."""
+        search, overrides = stage.search, self.resolved[stage.name].overrides
+        assert search is not None
+        # each job's own aggregation is skipped: the search aggregates the jobs it ran when it ends
+        fixed = ["-m", *overrides, "hydra.callbacks.aggregate.enabled=false"]
 
-        A sweep whose plan was killed is told to stop by the kernel (SIGTERM on its parent's
-        death) and is let finish its clean-up first; one that outlives the grace is killed.
-        """
-        rec = self.record(name)
-        pid = rec.get("pid")
-        if rec.get("status") == "running" and process.orphaned(rec):
-            process.let_orphan_stop(rec)
-        if rec.get("status") == "running" and _alive(pid, rec.get("started")):
-            raise PlanError(
-                f"plan {self.plan.path.name}: stage '{name}': its sweep is still running (pid {pid}); "
-                f"wait for it or stop it (kill -TERM -- -{pid}), then run the plan again"
-            )
+        def run_job(value: str, sweep_dir: Path) -> str | None:
+            one = ([*fixed, f"{search.key}={value}"], sweep_dir)
+            return self._run_sweep(stage, run_dir, f"{label} {search.key}={value}", one)
+
+        self.sweep_dir(stage.name).mkdir(parents=True, exist_ok=True)
+        return run_search(search, self.sweep_dir(stage.name), run_job, alpha=Thresholds().alpha)
 
     def _run_analysis(self, stage: Stage, run_dir: Path) -> str | None:
         from qbench.analysis.compare import compare_sweeps
         from qbench.analysis.pipeline import aggregate
 
-        inputs = [self.sweep_dir(need) for need in stage.needs]
+        inputs = [self.sweep_dir(need) for need in stage.needs if need not in self.skipped]
+        # the report names each skipped stage and why, instead of its results
+        notes = [
+            f"Stage '{need}' was skipped: {self.skipped[need]}."
+            for need in stage.needs
+            if need in self.skipped
+        ]
+        if not inputs or (stage.analysis == "compare" and notes):
+            return " ".join(notes) + " Nothing is left to analyse."
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
             if stage.analysis == "compare":
                 result = compare_sweeps(inputs[0], inputs[1], threshold=0.05, alpha=0.05)
                 result.table.to_csv(run_dir / "compare.csv", index=False)
             else:
-                aggregate(inputs, run_dir)
+                aggregate(inputs, run_dir, notes=notes)
         except QbenchError as exc:  # nothing to aggregate or compare: the stage failed
             return str(exc)
         return None
@@ -234,7 +253,7 @@ class Runner:
             return self._stages(force, dry_run=True, out=out)
         with self._exclusive(), self.signals:
             for name in self.plan.order:
-                self._refuse_if_running(name)
+                process.refuse_if_running(self.record(name), self.plan.path.name, name)
             return self._stages(force, dry_run=False, out=out)
 
     @contextlib.contextmanager
@@ -269,6 +288,32 @@ class Runner:
             return 1
         return 0
 
+    def _skip(self, stage: Stage, *, dry_run: bool) -> str | None:
+        """Why ``stage`` is skipped (its ``when`` does not hold, or it takes a value from a skipped
+        stage), recorded; None when it runs or (dry run) its condition is not decided yet.
+
+        Raises:
+            PlanError: the condition's value could not be read.
+        """
+        upstream = [ref.stage for ref in stage.references() if ref.stage in self.skipped]
+        if upstream:
+            reason = f"it takes a value from stage '{upstream[0]}', which was skipped"
+        elif stage.when is None:
+            return None
+        else:
+            try:
+                value = self._recommendation(stage.when.ref)
+            except Unresolved:
+                return None  # a dry run: decided once the upstream stage has finished
+            if stage.when.holds(float(value)):
+                return None
+            reason = stage.when.why_not(float(value))
+        self.skipped[stage.name] = reason
+        self.keys[stage.name] = "skipped"
+        if not dry_run:
+            self._write_record(stage.name, key="skipped", status="skipped", reason=reason)
+        return reason
+
     def _stage(
         self, stage: Stage, label: str, failed: dict[str, str], *, forced: bool, dry_run: bool, out: Any
     ) -> str | None:
@@ -280,24 +325,28 @@ class Runner:
             print(f"{label}: skipped, {reason}", file=out)
             return reason
         try:
-            resolved = self.resolve(stage)
+            skipped = self._skip(stage, dry_run=dry_run)
+            resolved = self.resolve(stage) if skipped is None else Resolved([], {}, {})
         except PlanError as exc:
             if not dry_run:
                 self._write_record(name, key="unresolved", status="failed", reason=str(exc))
             print(f"{label}: FAILED: {exc}", file=out)
             return str(exc)
+        if skipped is not None:  # not a failure: downstream analyses run without it and say why
+            print(f"{label}: skipped, {skipped}", file=out)
+            return None
         self.resolved[name] = resolved
         if resolved.pending:
             self.keys[name] = "pending"
             if dry_run:
-                print(self._describe(label, stage, resolved), file=out)
+                print(describe_stage(label, stage, resolved), file=out)
                 return None
             reason = f"unresolved: {', '.join(resolved.pending.values())}"
             print(f"{label}: FAILED: {reason}", file=out)
             return reason
         self.keys[name] = self.key(stage, resolved)
         if dry_run:
-            print(self._describe(label, stage, resolved), file=out)
+            print(describe_stage(label, stage, resolved), file=out)
             return None
         if self.done(name) and not forced:
             print(f"{label}: done, cached ({self.keys[name][:12]})", file=out)
@@ -312,13 +361,15 @@ class Runner:
             run_dir.rename(run_dir.with_name(f"{run_dir.name}.forced-{time.strftime('%Y%m%dT%H%M%S')}"))
         started = time.monotonic()
         what = f"{self.resolved[name].jobs()} job(s)" if stage.is_sweep else f"analysis '{stage.analysis}'"
+        what = f"a search of {stage.search.key}" if stage.search is not None else what
         print(f"{label}: running {what} -> {run_dir}", file=out, flush=True)
         try:
-            reason = (
-                self._run_sweep(stage, run_dir, label)
-                if stage.is_sweep
-                else self._run_analysis(stage, run_dir)
-            )
+            if stage.search is not None:
+                reason = self._run_search(stage, run_dir, label)
+            elif stage.is_sweep:
+                reason = self._run_sweep(stage, run_dir, label)
+            else:
+                reason = self._run_analysis(stage, run_dir)
         except PlanInterrupted as exc:
             self._write_record(
                 name, key=self.keys[name], status="interrupted", run_dir=str(self.sweep_dir(name))
@@ -337,45 +388,6 @@ class Runner:
             print(f"{label}: FAILED: {reason}", file=out, flush=True)
         return reason
 
-    def _describe(self, label: str, stage: Stage, resolved: Resolved) -> str:
-        needs = f" (needs {', '.join(stage.needs)})" if stage.needs else ""
-        if not stage.is_sweep:
-            return f"{label}{needs}: analysis '{stage.analysis}' over {', '.join(stage.needs)}"
-        lines = [f"{label}{needs}: sweep"]
-        for text in resolved.overrides:
-            lines.append(f"    {text}")
-        for key, values in resolved.grid.items():
-            lines.append(f"    {key} = {', '.join(values)}")
-        if resolved.subdir:
-            lines.append(f"    hydra.sweep.dir = <the stage's directory>/{resolved.subdir}")
-        bound = resolved.jobs()
-        for key, ref in resolved.pending.items():
-            refs = find_references(ref)
-            expand = refs[0].expand if refs else ""
-            bound *= 3 if expand in ("around", "beyond") else 1
-            lines.append(
-                f"    {key} = {ref}   (resolved when '{refs[0].stage if refs else '?'}' has finished)"
-            )
-        exact = not any(
-            find_references(r) and find_references(r)[0].expand == "around" for r in resolved.pending.values()
-        )
-        lines.append(f"    jobs: {bound if exact else f'up to {bound}'}")
-        return "\n".join(lines)
-
     def status(self, out: Any = None) -> None:
-        out = out or sys.stdout
-        for name in self.plan.order:
-            rec = self.record(name)
-            state = rec.get("status", "pending")
-            if state == "running":
-                pid = rec.get("pid")
-                running = _alive(pid, rec.get("started"))
-                state = f"running (pid {pid})" if running else "interrupted (re-run to resume)"
-                if running and process.orphaned(rec):
-                    state = "interrupted (its sweep is stopping; re-run to resume)"
-            elif state == "interrupted":
-                state = "interrupted (re-run to resume)"
-            detail = f" ({str(rec.get('key', ''))[:12]})" if state == "done" else ""
-            if rec.get("status") == "failed":
-                detail = f": {rec.get('reason')}"
-            print(f"{name}: {state}{detail}", file=out)
+        """Each stage's state, one line each (``--status``)."""
+        print_status(self, out or sys.stdout)

@@ -11,6 +11,7 @@ A plan (``experiments/*.yaml``) is a DAG of stages::
           grid: {workers: [1, 2, 4], journal: [wal, delete]}
       pools:
         needs: [scaling]
+        when: "${scaling.best_workers} > 1"   # else skipped, and the report says why (qbench.plan.when)
         sweep:
           overrides: ["workers=${scaling.best_workers}", pool=fixed]
           grid: {pool.size: [1, 2, 4]}
@@ -21,6 +22,10 @@ A plan (``experiments/*.yaml``) is a DAG of stages::
       report:
         needs: [scaling, pools, contention]
         analysis: report             # aggregate | recommend | report over the stages in `needs`
+
+A ``search:`` stage (:mod:`qbench.plan.search`) finds the best value of one
+numeric key in a range by a noise-aware search instead of a grid; its results
+are referred to like a sweep's.
 
 References name an upstream stage's recommendation field (a column of its
 ``recommendations.parquet``): ``${STAGE.FIELD}`` takes it from the row with
@@ -33,6 +38,7 @@ resolve only once the upstream stage has finished.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping
@@ -45,12 +51,14 @@ from qbench.errors import PlanError
 from qbench.plan.reading import read_plan_yaml
 from qbench.plan.refs import REF, Reference, find_references
 from qbench.plan.safety import stage_problem
+from qbench.plan.search import Search, parse_search
+from qbench.plan.when import Condition, parse_condition
 from qbench.plan.where import where_problem
 
 __all__ = ["REF", "Plan", "Reference", "Stage", "find_references", "load_plan"]
 
 PLAN_KEYS = {"name", "description", "stages"}
-STAGE_KEYS = {"needs", "sweep", "analysis", "description"}
+STAGE_KEYS = {"needs", "sweep", "analysis", "search", "description", "when"}
 SWEEP_KEYS = {"overrides", "grid"}
 ANALYSES = ("aggregate", "recommend", "report", "compare")
 # fields that stand for a number on a grid: ${around:...} and ${beyond:...} take only these
@@ -90,13 +98,23 @@ class Stage:
     grid: Mapping[str, Any] = field(default_factory=dict)
     # an analysis instead of a sweep
     analysis: str | None = None
+    # a search instead of a sweep (its fixed overrides are `overrides`; it has no grid)
+    search: Search | None = None
+    # run only if an upstream recommendation passes this comparison (qbench.plan.when)
+    when: Condition | None = None
 
     @property
     def is_sweep(self) -> bool:
+        return self.analysis is None and self.search is None
+
+    @property
+    def runs_jobs(self) -> bool:
+        """A sweep or a search: it runs qbench jobs."""
         return self.analysis is None
 
     def references(self) -> list[Reference]:
         texts = list(self.overrides) + [v for v in self.grid.values() if isinstance(v, str)]
+        texts += [self.when.ref.text] if self.when is not None else []
         return [ref for text in texts for ref in find_references(text)]
 
 
@@ -140,7 +158,7 @@ def _stage(path: Path, name: str, raw: object) -> Stage:
     if not _NAME.fullmatch(name):
         raise _fail(path, where, "a stage name is letters, digits, '_' and '-'")
     if not isinstance(raw, dict):
-        raise _fail(path, where, "expected a mapping with `sweep:` or `analysis:`")
+        raise _fail(path, where, "expected a mapping with `sweep:`, `search:` or `analysis:`")
     unknown = set(raw) - STAGE_KEYS
     if unknown:
         raise _fail(
@@ -152,8 +170,11 @@ def _stage(path: Path, name: str, raw: object) -> Stage:
     if not isinstance(needs, list) or not all(isinstance(n, str) for n in needs):
         raise _fail(path, where, "`needs` must be a list of stage names")
     has_sweep, analysis = "sweep" in raw, raw.get("analysis")
-    if has_sweep == (analysis is not None):
-        raise _fail(path, where, "give exactly one of `sweep:` and `analysis:`")
+    if [has_sweep, analysis is not None, "search" in raw].count(True) != 1:
+        raise _fail(path, where, "give exactly one of `sweep:`, `search:` and `analysis:`")
+    if "search" in raw:
+        overrides, search = parse_search(f"plan {path.name}: {where}", raw["search"])
+        return Stage(name, tuple(needs), overrides, search=search)
     if analysis is not None:
         if analysis not in ANALYSES:
             raise _fail(path, where, f"analysis '{analysis}' is not allowed (allowed: {', '.join(ANALYSES)})")
@@ -208,6 +229,22 @@ def _order(path: Path, stages: Mapping[str, Stage]) -> tuple[str, ...]:
         raise _fail(path, "stages", f"cycle: {cycle}") from None
 
 
+def _when(path: Path, name: str, raw: object, stage: Stage) -> Stage:
+    """The stage with its ``when:`` condition, checked to compare one numeric field."""
+    if not isinstance(raw, dict) or "when" not in raw:
+        return stage
+    condition = parse_condition(raw["when"])
+    if isinstance(condition, str):
+        raise _fail(path, f"stage '{name}'", condition)
+    if condition.ref.field not in NUMERIC_FIELDS:
+        raise _fail(
+            path,
+            f"stage '{name}'",
+            f"`when`: {condition.ref.text} is not a numeric field ({', '.join(sorted(NUMERIC_FIELDS))})",
+        )
+    return dataclasses.replace(stage, when=condition)
+
+
 def _check_reference(plan: Plan, stage: Stage, upstream: set[str], ref: Reference) -> None:
     """A reference names a field of an upstream stage's recommendations that fits its use."""
     where = f"stage '{stage.name}'"
@@ -253,7 +290,10 @@ def load_plan(path: Path) -> Plan:
         raise _fail(path, "top level", "`stages` must map stage names to stages")
     if len(stages_raw) > MAX_STAGES:
         raise _fail(path, "top level", f"{len(stages_raw)} stages; a plan may have at most {MAX_STAGES}")
-    stages = {str(name): _stage(path, str(name), body) for name, body in stages_raw.items()}
+    stages = {
+        str(name): _when(path, str(name), body, _stage(path, str(name), body))
+        for name, body in stages_raw.items()
+    }
     order = _order(path, stages)
     name = str(raw.get("name") or path.stem)
     if not _NAME.fullmatch(name):

@@ -42,16 +42,23 @@ def _curves(
     kept only for a model whose fit status is ok.
     """
     cols = ["host", *_config_columns(summary)]
-    keys = summary[cols].map(_norm).apply(tuple, axis=1)
-    groups = [g.sort_values("workers") for _, g in summary.groupby(keys, sort=True)]
+    positions: dict[tuple[str, ...], list[int]] = {}
+    for i, row in enumerate(summary[cols].itertuples(index=False, name=None)):
+        positions.setdefault(tuple(_norm(v) for v in row), []).append(i)
+    groups = [summary.iloc[positions[key]].sort_values("workers") for key in sorted(positions)]
     multi = [g for g in groups if g["workers"].nunique() >= 2]
     drawn = groups if multi else []
     varying = [c for c in cols if len({_norm(g[c].iloc[0]) for g in drawn}) > 1]
     fits = _records(scaling)
+    # Each fit by its values of the curve columns it has: one look-up per curve, not a scan.
+    fit_cols = [c for c in cols if fits and c in fits[0]]
+    by_key: dict[tuple[str, ...], dict[str, Any]] = {}
+    for f in fits:
+        by_key.setdefault(tuple(_norm(f[c]) for c in fit_cols), f)
     curves = []
     for g in drawn:
         first = g.iloc[0]
-        fit = next((f for f in fits if all(_norm(f[c]) == _norm(first[c]) for c in cols if c in f)), None)
+        fit = by_key.get(tuple(_norm(first[c]) for c in fit_cols))
         label = ", ".join(f"{c}={_norm(first[c])}" for c in varying)
         if not label:
             label = str(fit["label"]) if fit and _norm(fit.get("label")) else str(first["host"])

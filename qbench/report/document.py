@@ -18,8 +18,10 @@ import numpy as np
 import pandas as pd
 
 from qbench.report.curves import _config_columns, _curves, _norm, _records
+from qbench.report.hosts import hosts_section
 from qbench.report.markup import Doc
 from qbench.report.plots import _DASH, Row, _fmt, _num, _plots
+from qbench.report.tiers import base_rows, sustainable_section, tiers_section
 from qbench.report.words import (
     distinguishing,
     method_paragraphs,
@@ -28,6 +30,7 @@ from qbench.report.words import (
     plural,
     setting_columns,
 )
+from qbench.results.machine import HostFacts
 from qbench.results.writer import write_bytes
 
 REPORT_MD = "report.md"
@@ -53,6 +56,9 @@ def write_report(
     sources: Sequence[str] = (),
     thresholds: Mapping[str, float] | None = None,
     fitted_points: pd.DataFrame | None = None,
+    sustainable: pd.DataFrame | None = None,
+    notes: Sequence[str] = (),
+    hosts: Mapping[str, HostFacts] | None = None,
 ) -> list[Path]:
     """Write report.md, report.html and the PNG plots into out_dir; return the paths written.
 
@@ -67,19 +73,27 @@ def write_report(
     th = dict(thresholds or {})
     curves, single = _curves(summary, scaling, fitted_points)
     plots, plot_notes = _plots(curves, single, summary, th)
-    recs, fits, comps = _records(recommendations), _fit_rows(scaling), _records(comparisons)
+    # one row per group here (the development tier's, which holds the recommended config)
+    recs = base_rows(_records(recommendations))
+    fits, comps = _fit_rows(scaling), _records(comparisons)
     setting = setting_columns(recs)
     doc = Doc()
     _overview(doc, summary, skipped, sources, jobs)
+    for note in notes:  # a plan's skipped stages and why
+        doc.para(note)
     doc.heading(2, "Key findings")
     doc.bullets(
         [_recommendation_finding(r, summary, th, setting) for r in recs]
+        + [item for r in recs for item in _busy_findings(r, setting)]
         + [_fit_finding(f) for f in _records(scaling)]
         + _comparison_findings(comps, th)
         + _health_findings(summary, th)
     )
     doc.heading(2, "Configuration recommendations")
     doc.table([_recommendation_cells(r, setting) for r in recs], "No recommendation was derived.")
+    hosts_section(doc, recs, summary, hosts or {}, setting)  # only with more than one host
+    tiers_section(doc, recommendations, th)
+    sustainable_section(doc, sustainable)
     doc.heading(2, "Bottlenecks identified")
     doc.bullets([_bottleneck(r, setting) for r in recs] or ["No recommendation, so no bottleneck is named."])
     doc.heading(2, "Scaling fits")
@@ -165,9 +179,12 @@ def _recommendation_cells(r: Row, setting: Sequence[str] = ()) -> dict[str, str]
         "Best median workers": _fmt(r.get("best_workers"), "int"),
         "Best tasks/s (95% CI)": _with_ci(r, "best_throughput_tps", "best_throughput", "tps"),
         "Knee workers": _fmt(r.get("knee_workers"), "int"),
-        "Busy onset workers": "never" if _num(onset) is None else _fmt(onset, "int"),
+        "Busy onset workers": _fmt(onset, "int") if _num(onset) is not None else _never(r),
         "Pool": f"{r.get('pool_kind')}, {plural(r.get('pool_connections'), 'connection')}",
         "Busy handling": f"{r.get('busy_policy')}, timeout {_fmt(r.get('busy_timeout_ms'), 'int')} ms",
+        "Busy timeout from lock waits": _fmt(r.get("busy_timeout_recommended_ms"), "int") + " ms"
+        if _num(r.get("busy_timeout_recommended_ms")) is not None
+        else _DASH,
         "Claim": f"{r.get('claim_tx')}, batch {_fmt(r.get('claim_batch'), 'int')}",
         "E2E p99 (ms)": _fmt(r.get("e2e_latency_p99_ms"), "ms"),
     }
@@ -283,7 +300,8 @@ def _recommendation_finding(
     for col in ("host", "workload_kind", "journal_mode", "synchronous"):
         if col in same and col in r:
             same = same[same[col].map(_norm) == _norm(r[col])]
-    upto = f" up to {plural(same['workers'].max(), 'worker')}" if len(same) else ""
+    tried = r.get("busy_onset_tried_workers", same["workers"].max() if len(same) else None)
+    upto = f" up to {plural(tried, 'worker')}, the largest count tried" if _num(tried) is not None else ""
     return text + f"; busy errors never {above}{upto}."
 
 
@@ -346,9 +364,7 @@ def _health_findings(summary: pd.DataFrame, th: Mapping[str, float]) -> list[str
         top = _fmt(summary.loc[above, "harness_efficiency_median"].max(), "pct")
         items.append(
             f"{plural(int(above.sum()), 'configuration')} measured above the single-connection ceiling "
-            f"(up to {top} of it: {_config_names(summary, above)}). The ceiling is measured once per job "
-            "and is noisier than the workers' median over iterations: read these as at the ceiling, not "
-            "beyond it."
+            f"(up to {top} of it: {_config_names(summary, above)}). {_ceiling_noise(summary, above)}"
         )
     if "host_lock" in summary and (unguarded := summary["host_lock"].astype(str) == "off").any():
         items.append(
@@ -356,9 +372,90 @@ def _health_findings(summary: pd.DataFrame, th: Mapping[str, float]) -> list[str
             f"({_config_names(summary, unguarded)}): other jobs may have measured on the same host at "
             "the same time, so their figures may be spoiled by contention."
         )
+    items += _delivery_findings(summary)
     lost = _fmt(summary.get("tasks_lost_total", pd.Series(dtype=float)).sum(), "int")
     dup = _fmt(summary.get("tasks_duplicated_total", pd.Series(dtype=float)).sum(), "int")
+    expected = summary.get("tasks_lost_expected_total", pd.Series(dtype=float)).sum()
+    lost += f" ({_fmt(expected, 'int')} of them the at-most-once losses above)" if expected > 0 else ""
     return [*items, f"Tasks lost: {lost}; tasks processed twice: {dup}, over all configurations."]
+
+
+# queues driven through their own API (queue=custom may be either: its rows say queue_level)
+_CLIENT_QUEUES = ("huey", "litequeue", "persist_queue", "custom")
+
+
+def _delivery_findings(summary: pd.DataFrame) -> list[str]:
+    """Tasks an at_most_once queue lost with its killed workers, said plainly, per configuration;
+    and, when client-level queues were measured, what their ceiling is."""
+    items = []
+    if "tasks_lost_expected_total" in summary:
+        for _, r in summary[summary["tasks_lost_expected_total"] > 0].iterrows():
+            kills = int(r.get("faults_injected_total", 0) or 0)
+            where = _config_names(summary, summary["config_id"] == r["config_id"])
+            items.append(
+                f"{where}: the queue lost {plural(int(r['tasks_lost_expected_total']), 'task')} with"
+                f" {plural(kills, 'killed worker process', 'killed worker processes')} over"
+                f" {plural(int(r['iterations']), 'iteration')}: it delivers at most once (the task"
+                " leaves the queue when a worker takes it), so what a dying worker holds is gone."
+                " A finding about this queue, not a failure of the job."
+            )
+    client = summary["queue_kind"].astype(str).isin(_CLIENT_QUEUES) if "queue_kind" in summary else None
+    if client is not None and "tasks_duplicated_total" in summary:
+        for _, r in summary[client & (summary["tasks_duplicated_total"] > 0)].iterrows():
+            where = _config_names(summary, summary["config_id"] == r["config_id"])
+            items.append(
+                f"{where}: the queue handed {plural(int(r['tasks_duplicated_total']), 'task')} to a second"
+                f" worker, which ran it again, over {plural(int(r['iterations']), 'iteration')}: at least"
+                " once allows it, so the job stays ok; tasks must be idempotent on this queue."
+            )
+    if "queue_kind" in summary and summary["queue_kind"].astype(str).ne("sqlite").any():
+        items.append(
+            "The ceiling is qbench's reference statements on one plain sqlite3 connection, on the"
+            " same file system, for every queue: a queue library's share of it tells how far the"
+            " library sits from what SQLite itself does there."
+        )
+    return items
+
+
+def _never(r: Row) -> str:
+    """'never', with the largest worker count tried when the table has it."""
+    tried = r.get("busy_onset_tried_workers")
+    return f"never up to {_fmt(tried, 'int')}" if _num(tried) is not None else "never"
+
+
+def _busy_findings(r: Row, setting: Sequence[str] = ()) -> list[str]:
+    """Where busy errors begin per busy timeout, and the busy timeout the lock waits ask for."""
+    items = []
+    by_timeout = r.get("busy_onset_by_timeout")
+    if isinstance(by_timeout, str) and by_timeout:
+        items.append(f"{_where(r, setting)}: busy errors per busy timeout: {by_timeout}.")
+    evidence = r.get("busy_timeout_evidence")
+    if isinstance(evidence, str) and evidence:
+        items.append(f"{_where(r, setting)}: busy timeout from the measured lock waits: {evidence}.")
+    return items
+
+
+def _ceiling_noise(summary: pd.DataFrame, above: pd.Series) -> str:
+    """Why a config can measure above its ceiling: the ceiling's own repeats and their spread."""
+    spread = pd.to_numeric(summary.get("ceiling_tps_spread_median", pd.Series(dtype=float)), errors="coerce")
+    widest = spread[above].max() if len(spread) else float("nan")
+    if _num(widest) is None:
+        return (
+            "The ceiling was measured once per job (results before schema version 4) and is noisier "
+            "than the workers' median over iterations: read these as at the ceiling, not beyond it."
+        )
+    excess = pd.to_numeric(summary.loc[above, "harness_efficiency_median"], errors="coerce") - 1.0
+    within = bool((excess <= spread[above].fillna(0.0)).all())
+    text = (
+        "The ceiling is the median of a few runs interleaved with each job's iterations; those runs "
+        f"spread up to {_fmt(widest, 'pct')} (largest - smallest, of their median) on these configurations"
+    )
+    if within:
+        return text + ", more than the excess: read these as at the ceiling, not beyond it."
+    return (
+        text + ", less than the excess of some: their workers outran the single-connection loop by more "
+        "than its noise; still, read these as at the ceiling, not beyond it."
+    )
 
 
 def _bottleneck(r: Row, setting: Sequence[str] = ()) -> str:

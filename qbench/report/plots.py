@@ -30,6 +30,8 @@ _DPI = 110
 _FIGSIZE = (8.0, 5.0)
 _LOG_X_SPAN = 20.0  # log-scale the worker axis only when it spans this factor
 _MAX_PANELS = 12
+# Curves drawn on one plot at most (one tab10 colour each); the others are named in a note.
+_MAX_CURVES = 10
 _DASH = "\N{EM DASH}"
 _FORMATS: dict[str, Callable[[float], str]] = {
     "tps": lambda x: f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}",
@@ -98,6 +100,13 @@ def _plots(
     if single:
         many = "configuration" if single == 1 else "configurations"
         notes.append(f"{single} {many} measured at one worker count only are drawn as single points.")
+    if len(curves) > _MAX_CURVES:
+        notes.append(
+            f"The plots draw the {_MAX_CURVES} of the {len(curves)} curves with the highest median "
+            "throughput (more cannot be told apart on one plot); every curve's figures are in the "
+            "scaling fits table above and in summary.parquet."
+        )
+        curves = _top_curves(curves)
     n, busy = len(curves), th.get("busy_rate")
     line = f"; the dotted line is the {_fmt(busy, 'pct')} threshold." if busy is not None else "."
     shown = f"; the first {_MAX_PANELS} are shown." if n > _MAX_PANELS else "."
@@ -121,6 +130,13 @@ def _plots(
         else:
             plots.append(_Plot(f"plot_{name}.png", caption, _png(_DRAW[name](curves, busy))))
     return plots, notes
+
+
+def _top_curves(curves: list[_Curve]) -> list[_Curve]:
+    """The :data:`_MAX_CURVES` curves with the highest median throughput, in their order."""
+    peak = [np.nanmax(_column(c, "throughput_tps_median"), initial=-np.inf) for c in curves]
+    keep = sorted(sorted(range(len(curves)), key=lambda i: -peak[i])[:_MAX_CURVES])
+    return [curves[i] for i in keep]
 
 
 def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = _FIGSIZE) -> tuple[Figure, Any]:

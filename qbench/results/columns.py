@@ -17,19 +17,31 @@ Schema history (readers for older versions: :mod:`qbench.results.readers`):
        blocks of measurements: the open loop (steady and burst), the worker processes
        (executor=process) and the host lock's window. Older files get the new settings as
        they held before (host_lock=off); the optional blocks stay absent.
+    4: lock_wait_p999_ms (the busy timeout recommendation's evidence); the ceiling is the median
+       of interleaved repeats (ceiling_repeats, ceiling_tps_spread). Older files get
+       lock_wait_p999_ms and ceiling_tps_spread null and ceiling_repeats 1 where a ceiling was
+       measured (once per job, before the iterations). The settings queue.target and
+       queue.delivery (older files: null and at_least_once, the reference queue's), and the
+       queue block: what the queue is and what it ran with, and tasks_lost_expected.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
 from qbench.errors import ResultsError
+from qbench.results.column import _B, _F, _I, _S, Column
+from qbench.results.optional_columns import (
+    HOST_LOCK_COLUMNS,
+    OPEN_LOOP_COLUMNS,
+    PROCESS_COLUMNS,
+    QUEUE_COLUMNS,
+)
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 METRICS_FILE = "metrics.parquet"
 
 META_SCHEMA_VERSION = "qbench.schema_version"
@@ -38,48 +50,6 @@ META_SYSINFO = "qbench.run.sysinfo"
 META_STATUS = "qbench.status"
 META_VERSION = "qbench.version"
 
-
-# Units, read from a column's name suffix (DESIGN: units in names).
-_UNITS = (
-    ("_tps_per_worker", "tasks/s per worker"),
-    ("_tps", "tasks/s"),
-    ("_bytes", "bytes"),
-    ("_ms", "ms"),
-    ("_us", "us"),
-    ("_cores", "cores"),
-    ("_s", "s"),
-)
-COUNT_UNIT = "count"
-
-
-def unit_of(name: str) -> str:
-    """The unit a column's name declares ('' for identities, flags and plain labels)."""
-    for suffix, unit in _UNITS:
-        if name.endswith(suffix):
-            return unit
-    return ""
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    type: pa.DataType
-    doc: str
-    # a sampled gauge rather than an exact count or timing
-    sampled: bool = False
-
-    @property
-    def unit(self) -> str:
-        declared = unit_of(self.name)
-        return declared or (COUNT_UNIT if pa.types.is_integer(self.type) else "")
-
-    def field(self) -> pa.Field:
-        """The Arrow field, its unit, doc and sampling written into its metadata."""
-        meta = {"unit": self.unit, "doc": self.doc, "sampled": "true" if self.sampled else "false"}
-        return pa.field(self.name, self.type, metadata=meta)
-
-
-_I, _F, _S, _B = pa.int64(), pa.float64(), pa.string(), pa.bool_()
 
 IDENTITY_COLUMNS: tuple[Column, ...] = (
     Column("run_id", _S, "unique id of the job (one Hydra job = one run_id)"),
@@ -131,6 +101,11 @@ MEASURE_COLUMNS: tuple[Column, ...] = (
         "sum of lock waits: duration of the statement that asks for the write lock (BEGIN IMMEDIATE; in autocommit and deferred modes the first writing statement, its execution included)",
     ),
     Column("lock_wait_p99_ms", _F, "99th percentile of those lock waits"),
+    Column(
+        "lock_wait_p999_ms",
+        _F,
+        "99.9th percentile of those lock waits: the evidence for the busy timeout recommendation",
+    ),
     Column("pool_wait_total_s", _F, "sum of waits for a pool connection"),
     Column("pool_wait_p99_ms", _F, "99th percentile of pool waits"),
     Column("claim_latency_p50_ms", _F, "median claim latency: pool wait, retries and backoff included"),
@@ -190,113 +165,24 @@ MEASURE_COLUMNS: tuple[Column, ...] = (
     Column(
         "ceiling_tps",
         _F,
-        "single-connection plain sqlite3 loop, same statements and settings: tasks/s",
+        "single-connection plain sqlite3 loop, same statements and settings: tasks/s; the median of"
+        " the job's ceiling repeats, interleaved with its measured iterations (the same on each row)",
     ),
-    Column("ceiling_enqueue_us", _F, "ceiling: microseconds per task enqueued"),
-    Column("ceiling_claim_us", _F, "ceiling: microseconds per claim transaction"),
-    Column("ceiling_ack_us", _F, "ceiling: microseconds per ack transaction"),
+    Column("ceiling_enqueue_us", _F, "ceiling: microseconds per task enqueued (median of the repeats)"),
+    Column("ceiling_claim_us", _F, "ceiling: microseconds per claim transaction (median of the repeats)"),
+    Column("ceiling_ack_us", _F, "ceiling: microseconds per ack transaction (median of the repeats)"),
+    Column(
+        "ceiling_repeats",
+        _I,
+        "ceiling runs in the job: one after the warmup, one after the last measured iteration, the"
+        " rest evenly between (at most 5)",
+    ),
+    Column(
+        "ceiling_tps_spread",
+        _F,
+        "(largest - smallest) / median of the ceiling repeats' tasks/s (null with one repeat)",
+    ),
     Column("harness_efficiency", _F, "throughput_tps / ceiling_tps"),
-)
-
-# The host guard (run/hostlock.py): the job's measured window, the same on each of its rows.
-# Not required of a file: results written before the guard existed still load.
-HOST_LOCK_COLUMNS: tuple[Column, ...] = (
-    Column(
-        "host_lock_wait_s",
-        _F,
-        "seconds the job waited for another job's measured work on its host to end (null: host_lock=off)",
-    ),
-    Column(
-        "measured_start_at",
-        pa.timestamp("us", tz="UTC"),
-        "wall-clock start of the job's measured work: ceiling, warmup and iterations (UTC)",
-    ),
-    Column(
-        "measured_end_at", pa.timestamp("us", tz="UTC"), "wall-clock end of the job's measured work (UTC)"
-    ),
-)
-
-# Open-loop workloads (workload=steady|burst; null for drain). Times count from each task's
-# intended arrival on the schedule; the producer is the process that enqueues on schedule.
-# Not required of a file: results written before these columns existed still load.
-OPEN_LOOP_COLUMNS: tuple[Column, ...] = (
-    Column(
-        "offered_rate_tps",
-        _F,
-        "the rate the arrival schedule is drawn at, averaged over workload.duration_s:"
-        " workload.rate for steady; for burst the mean of rate and burst_rate over the window",
-    ),
-    Column("arrivals", _I, "tasks on the iteration's arrival schedule (= tasks_enqueued)"),
-    Column(
-        "achieved_rate_tps",
-        _F,
-        "arrivals enqueued / the producer's window (from the clock's start to the later of"
-        " workload.duration_s and its last enqueue's commit): arrivals / duration_s when it kept up,"
-        " lower when it fell behind; poisson arrivals scatter around offered_rate_tps by"
-        " sqrt(arrivals) / duration_s",
-    ),
-    Column("producer_lag_p99_ms", _F, "99th percentile of (enqueue commit - intended arrival) per task"),
-    Column("producer_lag_max_ms", _F, "largest (enqueue commit - intended arrival)"),
-    Column(
-        "arrivals_late",
-        _I,
-        "arrivals enqueued more than 10 ms after their intended time (the producer fell behind)",
-    ),
-    Column("producer_busy_retries", _I, "busy errors the producer's enqueues met and retried"),
-    Column(
-        "queue_depth_max",
-        _I,
-        "largest queue depth (tasks enqueued - tasks acknowledged), exact from the per-task"
-        " enqueue and first-ack times",
-    ),
-    Column(
-        "queue_depth_p99",
-        _I,
-        "queue depth not exceeded for 99% of the time from the clock's start to the last ack"
-        " (time-weighted, exact)",
-    ),
-    Column("wait_p50_ms", _F, "median wait: intended arrival to first claim"),
-    Column("wait_p95_ms", _F, "95th percentile wait (intended arrival to first claim)"),
-    Column("wait_p99_ms", _F, "99th percentile wait (intended arrival to first claim)"),
-    Column(
-        "burst_drain_max_s",
-        _F,
-        "burst only: largest time from a burst's end until the queue depth is back to at most"
-        " its depth at the burst's start (null: a burst never drained within the iteration)",
-    ),
-    Column("burst_drain_p50_s", _F, "burst only: median of those burst drain times"),
-)
-
-
-# executor=process: the worker processes of the iteration (killed and respawned ones included),
-# each measured by itself (CPU from psutil over its run, RSS peak from its VmHWM: exact).
-# Null for the other executors, except processes and faults_injected (0).
-# Not required of a file: results written before these columns existed still load.
-PROCESS_COLUMNS: tuple[Column, ...] = (
-    Column("processes", _I, "worker processes the workers were spread over (0: not executor=process)"),
-    Column(
-        "faults_injected",
-        _I,
-        "worker processes killed with SIGKILL mid-task (faults.kill) and respawned in the iteration",
-    ),
-    Column(
-        "process_cpu_util_max_cores",
-        _F,
-        "the busiest worker process's (user + system CPU) / duration_s: near 1 means the worker"
-        " processes, not SQLite, are the limit",
-    ),
-    Column("process_cpu_total_s", _F, "user + system CPU seconds of all worker processes together"),
-    Column("process_rss_peak_max_bytes", _I, "largest peak RSS of any worker process (its VmHWM, exact)"),
-    Column(
-        "process_cpu_s",
-        pa.list_(_F),
-        "per worker process, in start order (respawns last): user + system CPU seconds over its run",
-    ),
-    Column(
-        "process_rss_peak_bytes",
-        pa.list_(_I),
-        "per worker process, in start order: peak RSS (a killed one's high-water mark before the kill)",
-    ),
 )
 
 
@@ -321,6 +207,7 @@ def metrics_schema(config_columns: Mapping[str, Any]) -> pa.Schema:
     fields += [c.field() for c in OPEN_LOOP_COLUMNS]
     fields += [c.field() for c in HOST_LOCK_COLUMNS]
     fields += [c.field() for c in PROCESS_COLUMNS]
+    fields += [c.field() for c in QUEUE_COLUMNS]
     return pa.schema(fields)
 
 
@@ -342,5 +229,33 @@ def build_table(
 
 COLUMNS: dict[str, Column] = {
     c.name: c
-    for c in (*IDENTITY_COLUMNS, *MEASURE_COLUMNS, *OPEN_LOOP_COLUMNS, *HOST_LOCK_COLUMNS, *PROCESS_COLUMNS)
+    for c in (
+        *IDENTITY_COLUMNS,
+        *MEASURE_COLUMNS,
+        *OPEN_LOOP_COLUMNS,
+        *HOST_LOCK_COLUMNS,
+        *PROCESS_COLUMNS,
+        *QUEUE_COLUMNS,
+    )
 }
+
+__all__ = [
+    "COLUMNS",
+    "HOST_LOCK_COLUMNS",
+    "IDENTITY_COLUMNS",
+    "MEASURE_COLUMNS",
+    "META_CONFIG",
+    "META_SCHEMA_VERSION",
+    "META_STATUS",
+    "META_SYSINFO",
+    "META_VERSION",
+    "METRICS_FILE",
+    "OPEN_LOOP_COLUMNS",
+    "PROCESS_COLUMNS",
+    "QUEUE_COLUMNS",
+    "SCHEMA_VERSION",
+    "Column",
+    "arrow_type",
+    "build_table",
+    "metrics_schema",
+]

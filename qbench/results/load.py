@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -29,6 +30,7 @@ from qbench.errors import (
 from qbench.results.columns import IDENTITY_COLUMNS, MEASURE_COLUMNS, METRICS_FILE
 from qbench.results.files import HYDRA_DIR, absolute, one_line, walk_dirs
 from qbench.results.jobs import job_dirs, job_problem
+from qbench.results.machine import Fact, HostFacts, by_host, machine_facts
 from qbench.results.readers import job_state, read_table
 from qbench.results.validate import check_values, conform, expected_fields
 
@@ -37,6 +39,8 @@ MEASURES = [c.name for c in MEASURE_COLUMNS]
 REQUIRED = {*IDENTITY, *MEASURES, "workers"}
 
 Entry = tuple[str, str]
+# Files read, checked and merged at a time (see load_results).
+READ_BATCH = 100
 
 
 @dataclass
@@ -51,6 +55,8 @@ class Loaded:
     unreadable: list[Entry] = field(default_factory=list)
     # copies of a job already counted
     duplicates: list[Entry] = field(default_factory=list)
+    # each host's recorded machine facts (CPU, file system, fsync latency, SQLite), over its files
+    hosts: dict[str, HostFacts] = field(default_factory=dict)
 
     def leave_out(self, path: Path, reason: str, kind: list[Entry] | None = None) -> None:
         entry = (one_line(path, 4096), one_line(reason.removeprefix(f"{path}: ")))
@@ -91,6 +97,23 @@ def _job_status_problem(path: Path) -> None:
         raise JobFailedError(problem)
 
 
+def _read_raw(path: Path) -> tuple[pa.Table, dict[str, str]]:
+    """One job's table upgraded to the current schema, not yet conformed or checked, and its
+    qbench metadata (what :func:`read_job_table` does before :func:`conform`)."""
+    _job_status_problem(Path(path))
+    table, meta = read_table(path)
+    status = job_state(meta)
+    state = status.get("status")
+    if state not in (None, "ok"):
+        reason = one_line(status.get("reason") or "") or "no reason recorded"
+        ended = state if state in ("failed", "interrupted") else f"ended with status {one_line(state, 40)}"
+        raise JobFailedError(f"job {ended}: {reason}")
+    missing = REQUIRED.difference(table.schema.names)
+    if missing:
+        raise UnreadableResultsError(f"missing columns: {', '.join(sorted(missing))}")
+    return table, meta
+
+
 def read_job_table(path: Path) -> pa.Table:
     """One job's metrics, checked and cast to the current schema, no file metadata.
 
@@ -101,29 +124,80 @@ def read_job_table(path: Path) -> pa.Table:
             did not finish ok.
         BadValueError: a value no statistic may take (see :mod:`qbench.results.validate`).
     """
-    _job_status_problem(Path(path))
-    table, meta = read_table(path)
-    status = job_state(meta)
-    state = status.get("status")
-    if state not in (None, "ok"):
-        reason = one_line(status.get("reason") or "") or "no reason recorded"
-        ended = state if state in ("failed", "interrupted") else f"ended with status {one_line(state, 40)}"
-        raise JobFailedError(f"job {ended}: {reason}")
-    missing = REQUIRED - set(table.column_names)
-    if missing:
-        raise UnreadableResultsError(f"missing columns: {', '.join(sorted(missing))}")
-    table = conform(table)
+    table = conform(_read_raw(path)[0])
     check_values(table)
     return table
 
 
-def _read(path: Path) -> pa.Table | ResultsError:
+Read = tuple[pa.Table, dict[str, Fact]] | ResultsError
+
+
+def _unreadable(exc: Exception) -> ResultsError:
+    return UnreadableResultsError(f"unreadable ({type(exc).__name__}: {one_line(exc, 200)})")
+
+
+def _read(path: Path) -> Read:
+    """A file's raw table and machine facts, or why it is left out."""
     try:
-        return read_job_table(path)
+        table, meta = _read_raw(path)
+        return table, machine_facts(meta)
     except ResultsError as exc:
         return exc
     except Exception as exc:  # a file from elsewhere never crashes aggregation: it is left out
-        return UnreadableResultsError(f"unreadable ({type(exc).__name__}: {one_line(exc, 200)})")
+        return _unreadable(exc)
+
+
+def _check_one(table: pa.Table) -> pa.Table | ResultsError:
+    try:
+        conformed = conform(table)
+        check_values(conformed)
+        return conformed
+    except ResultsError as exc:
+        return exc
+    except Exception as exc:  # a file from elsewhere never crashes aggregation: it is left out
+        return _unreadable(exc)
+
+
+def _check_together(tables: list[pa.Table]) -> list[pa.Table] | None:
+    """Tables of one signature conformed and checked as one, then sliced apart; None when any
+    problem shows (each table is then checked alone, for its own reason).
+
+    Every check of :func:`check_values` holds row by row, except two: an iteration repeated
+    (checked on all rows together, it also catches one repeated across files, a superset)
+    and a table without a measured row (counted per table here).
+    """
+    try:
+        conformed = conform(pa.concat_tables(tables))
+        check_values(conformed)
+    except Exception:  # the slow path finds and names the problem
+        return None
+    lengths = [t.num_rows for t in tables]
+    measured = np.asarray(conformed.column("phase").to_numpy(zero_copy_only=False) == "measure")
+    starts = np.cumsum([0, *lengths[:-1]])
+    if min(lengths) == 0 or (np.add.reduceat(measured, starts) == 0).any():
+        return None
+    whole = conformed.combine_chunks()  # slices of one chunk each: slicing costs nothing
+    return [whole.slice(start, length) for start, length in zip(starts, lengths, strict=True)]
+
+
+def _checked(raw: list[pa.Table | ResultsError]) -> list[pa.Table | ResultsError]:
+    """Each table conformed and checked (:func:`conform`, :func:`check_values`), or its problem.
+
+    Files written by one qbench share their columns and types: such tables are checked
+    together, in one pass over their rows, and only a group with a problem file by file.
+    """
+    out = list(raw)
+    groups: dict[tuple[tuple[str, ...], tuple[pa.DataType, ...]], list[tuple[int, pa.Table]]] = {}
+    for i, table in enumerate(raw):
+        if isinstance(table, pa.Table):
+            groups.setdefault((tuple(table.schema.names), tuple(table.schema.types)), []).append((i, table))
+    for members in groups.values():
+        tables = [table for _, table in members]
+        together = _check_together(tables) if len(tables) > 1 else None
+        checked: list[pa.Table | ResultsError] = [*together] if together else [_check_one(t) for t in tables]
+        for (i, _), table in zip(members, checked, strict=True):
+            out[i] = table
+    return out
 
 
 class _Merger:
@@ -176,11 +250,21 @@ class _Merger:
                 ) from None
         return table
 
+    def compact(self, first: int) -> None:
+        """The tables from ``first`` on as one table of one chunk: one set of arrays, not one per
+        file. Tables that do not combine stay as they are (:meth:`frame` says why)."""
+        if len(self.tables) - first > 1:
+            try:
+                whole = pa.concat_tables(self.tables[first:], promote_options="default").combine_chunks()
+            except (pa.ArrowException, ValueError, OverflowError):
+                return
+            self.tables[first:] = [whole]
+
     def frame(self) -> pd.DataFrame:
         if not self.tables:
             return pd.DataFrame()
         try:
-            return pa.concat_tables(self.tables, promote_options="default").to_pandas()
+            return pa.concat_tables(self.tables, promote_options="default").combine_chunks().to_pandas()
         except (pa.ArrowException, ValueError, OverflowError) as exc:
             raise AggregateError(f"the results files cannot be combined ({one_line(exc, 200)})") from None
 
@@ -196,25 +280,26 @@ def _job_problems(paths: Sequence[Path], loaded: Loaded) -> set[Path]:
     return bad
 
 
-def _accept(loaded: Loaded, merger: _Merger, path: Path, result: pa.Table | ResultsError) -> None:
-    """Count one file's table, or list the file with the reason it is left out."""
+def _accept(loaded: Loaded, merger: _Merger, path: Path, result: pa.Table | ResultsError) -> bool:
+    """Count one file's table, or list the file with the reason it is left out; whether counted."""
     kinds = {UnreadableResultsError: loaded.unreadable, JobFailedError: loaded.jobs}
     if isinstance(result, ResultsError):
         loaded.leave_out(path, str(result), kinds.get(type(result)))
-        return
+        return False
     try:
         copy = merger.duplicate(path, result)
         if copy is not None:
             loaded.leave_out(path, copy, loaded.duplicates)
-            return
+            return False
         merger.tables.append(merger.unify(path, result))
     except UnreadableResultsError as exc:
         loaded.leave_out(path, str(exc), loaded.unreadable)
-        return
+        return False
     except Exception as exc:  # a file from elsewhere never crashes aggregation: it is left out
         loaded.leave_out(path, f"unreadable ({type(exc).__name__}: {one_line(exc, 200)})", loaded.unreadable)
-        return
+        return False
     loaded.files.append(path)
+    return True
 
 
 def load_results(paths: Sequence[Path]) -> Loaded:
@@ -228,10 +313,25 @@ def load_results(paths: Sequence[Path]) -> Loaded:
     bad_jobs = _job_problems(paths, loaded)
     files = [f for f in files if absolute(f.parent) not in bad_jobs]  # listed once, as its job
     merger = _Merger()
+    counted = []
     # pyarrow releases the GIL while it reads: a few threads overlap the per-file costs.
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        for path, result in zip(files, pool.map(_read, files), strict=True):
-            _accept(loaded, merger, path, result)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # A batch at a time: a file's table as read holds far more memory than its rows (its
+        # own schema, one array per column), so only a batch of them lives at once; each batch
+        # is checked together into one compact table (see _checked) and its raw tables dropped.
+        for start in range(0, len(files), READ_BATCH):
+            batch = files[start : start + READ_BATCH]
+            read = list(pool.map(_read, batch))
+            facts = [r[1] if isinstance(r, tuple) else {} for r in read]
+            checked = _checked([r[0] if isinstance(r, tuple) else r for r in read])
+            del read
+            first = len(merger.tables)
+            for path, result, own in zip(batch, checked, facts, strict=True):
+                if _accept(loaded, merger, path, result):
+                    assert isinstance(result, pa.Table)
+                    counted.append((set(result.column("host").to_pylist()), own))
+            merger.compact(first)
+    loaded.hosts = by_host(counted)
     loaded.frame = merger.frame()
     for entries in (loaded.skipped, loaded.jobs, loaded.unreadable, loaded.duplicates):
         entries.sort()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from qbench.errors import UnreadableResultsError
@@ -63,10 +64,27 @@ def _settings_of_v3(table: pa.Table) -> pa.Table:
     return table
 
 
+def _measures_of_v4(table: pa.Table) -> pa.Table:
+    """Version 3 -> 4: no lock-wait p99.9 was taken and the ceiling ran once per job (one repeat,
+    no spread), as the columns version 4 added now say."""
+    rows = table.num_rows
+    if "lock_wait_p999_ms" not in table.column_names:
+        table = table.append_column(COLUMNS["lock_wait_p999_ms"].field(), pa.nulls(rows, pa.float64()))
+    if "ceiling_repeats" not in table.column_names:
+        measured = table.column("ceiling_tps").is_valid() if "ceiling_tps" in table.column_names else None
+        once = pc.if_else(measured, 1, None) if measured is not None else pa.nulls(rows, pa.int64())
+        table = table.append_column(COLUMNS["ceiling_repeats"].field(), once.cast(pa.int64()))
+    if "ceiling_tps_spread" not in table.column_names:
+        table = table.append_column(COLUMNS["ceiling_tps_spread"].field(), pa.nulls(rows, pa.float64()))
+    return table
+
+
 # schema version in the file -> the upgrade that makes it current
 READERS: dict[str, Upgrade] = {
-    "1": lambda table: _settings_of_v3(_annotate(table)),
-    "2": _settings_of_v3,
+    "1": lambda table: _measures_of_v4(_settings_of_v3(_annotate(table))),
+    "2": lambda table: _measures_of_v4(_settings_of_v3(table)),
+    # version 4 also added the settings queue.target and queue.delivery (null, at_least_once)
+    "3": lambda table: _measures_of_v4(_settings_of_v3(table)),
     SCHEMA_VERSION: lambda table: table,
 }
 
@@ -160,7 +178,7 @@ def read_table(path: Path) -> tuple[pa.Table, dict[str, str]]:
     try:
         meta = check_metadata(path, parquet.schema_arrow.metadata)
         _check_size(path, parquet)
-        table = parquet.read()
+        table = parquet.read(use_threads=False)  # small files: threads cost more than they save
         return READERS[meta[META_SCHEMA_VERSION]](table), meta
     except (OSError, pa.ArrowException, ValueError) as exc:
         raise UnreadableResultsError(f"{path}: unreadable ({one_line(exc)})") from None

@@ -105,32 +105,50 @@ def _unknown_field(field: pa.Field) -> pa.Field:
     return pa.field(name, pa.string() if pa.types.is_large_string(base) else base)
 
 
+@functools.lru_cache(maxsize=256)
+def _conform_plan(signature: tuple[tuple[str, pa.DataType], ...]) -> tuple[pa.Schema, tuple[int, ...]]:
+    """For columns of these names and types: the schema they conform to, and which need a cast.
+
+    Files written by one qbench share one signature, so each is worked out once.
+
+    Raises:
+        UnreadableResultsError: duplicate column names, or a column whose type does not fit.
+    """
+    names = [name for name, _ in signature]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise UnreadableResultsError(f"duplicate columns: {one_line(', '.join(twice), 200)}")
+    known = expected_fields()
+    fields, casts = [], []
+    for position, (name, actual) in enumerate(signature):
+        target = known.get(name)
+        if target is None:
+            target = _unknown_field(pa.field(name, actual))
+        elif not _fits(actual, target.type):
+            raise UnreadableResultsError(f"column {name} has type {actual}, expected {target.type}")
+        if not actual.equals(target.type):
+            casts.append(position)
+        fields.append(target)
+    return pa.schema(fields), tuple(casts)
+
+
 def conform(table: pa.Table) -> pa.Table:
     """``table`` with every column cast to its expected type and field metadata of the registry.
 
     Raises:
         UnreadableResultsError: duplicate column names, or a column whose type does not fit.
     """
-    names = table.column_names
-    if len(set(names)) != len(names):
-        twice = sorted({n for n in names if names.count(n) > 1})
-        raise UnreadableResultsError(f"duplicate columns: {one_line(', '.join(twice), 200)}")
-    known = expected_fields()
-    fields, columns = [], []
-    for field, column in zip(table.schema, table.columns, strict=True):
-        target = known.get(field.name)
-        if target is None:
-            target = _unknown_field(field)
-        elif not _fits(field.type, target.type):
-            raise UnreadableResultsError(f"column {field.name} has type {field.type}, expected {target.type}")
+    schema, casts = _conform_plan(tuple((f.name, f.type) for f in table.schema))
+    columns = list(table.columns)
+    for position in casts:  # a column already of its type needs no cast
+        field = schema.field(position)
         try:
-            columns.append(column.cast(target.type))
+            columns[position] = columns[position].cast(field.type)
         except (pa.ArrowException, ValueError, OverflowError) as exc:
             raise UnreadableResultsError(
-                f"column {field.name}: values do not fit {target.type} ({one_line(exc, 160)})"
+                f"column {field.name}: values do not fit {field.type} ({one_line(exc, 160)})"
             ) from None
-        fields.append(target)
-    conformed = pa.Table.from_arrays(columns, schema=pa.schema(fields))
+    conformed = pa.Table.from_arrays(columns, schema=schema)
     try:  # Parquet does not check that strings are UTF-8, say; Arrow does, here
         conformed.validate(full=True)
     except (pa.ArrowException, ValueError) as exc:

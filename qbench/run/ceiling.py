@@ -4,12 +4,20 @@ The same claim and ack transactions (same mode, same batch) run in a tight
 single-connection loop on plain ``sqlite3``, against a database prepared
 with the same settings on the same file system. Throughput divided by this
 is the harness efficiency.
+
+One run of the loop is noisier than the workers' median over iterations (a
+config once measured at 107% of it), so a job repeats it interleaved with its
+measured iterations (:class:`CeilingRepeats`: before the first, after the last
+and evenly between, at most :data:`MAX_REPEATS` times) and records the median
+of the repeats and their spread.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from qbench.errors import CeilingError
@@ -89,3 +97,58 @@ def measure_ceiling(
         claim_us=claim_s / claims * 1e6,
         ack_us=ack_s / max(acks, 1) * 1e6,
     )
+
+
+# Repeats of the ceiling per job: one before the first measured iteration, one after the last,
+# the rest evenly between (iterations + 1 when there are fewer gaps than this).
+MAX_REPEATS = 5
+
+
+def repeat_positions(
+    warmup: int, iterations: int, *, after_last: bool = True, repeats: int = MAX_REPEATS
+) -> frozenset[int]:
+    """The iteration indices a ceiling repeat runs before (``warmup + iterations``: after the last).
+
+    The first runs after the warmup iterations, so the ceiling, like the workers, is measured warm.
+    Without ``after_last`` (``db.keep``: the last iteration's database must outlive the job) none
+    runs after the last iteration.
+    """
+    gaps = iterations if after_last else iterations - 1
+    count = min(gaps + 1, repeats)
+    if count <= 1:
+        return frozenset({warmup})
+    return frozenset(warmup + round(i * gaps / (count - 1)) for i in range(count))
+
+
+@dataclass
+class CeilingRepeats:
+    """The ceiling repeats of one job, interleaved with its iterations; their median is its ceiling."""
+
+    measure: Callable[[], Ceiling]
+    # iteration indices a repeat runs before (warmup + iterations: after the last one)
+    positions: frozenset[int]
+    done: list[Ceiling] = field(default_factory=list)
+
+    def before(self, iteration: int) -> None:
+        """Measure a repeat if one is due before ``iteration`` (``warmup + iterations``: the end)."""
+        if iteration in self.positions:
+            self.done.append(self.measure())
+
+    def median(self) -> Ceiling | None:
+        """Each figure's median over the repeats so far (None before the first)."""
+        if not self.done:
+            return None
+        return Ceiling(
+            tasks=self.done[0].tasks,
+            tps=statistics.median(c.tps for c in self.done),
+            enqueue_us=statistics.median(c.enqueue_us for c in self.done),
+            claim_us=statistics.median(c.claim_us for c in self.done),
+            ack_us=statistics.median(c.ack_us for c in self.done),
+        )
+
+    def spread(self) -> float | None:
+        """(largest - smallest) / median of the repeats' tasks/s; None with fewer than two."""
+        if len(self.done) < 2:
+            return None
+        tps = [c.tps for c in self.done]
+        return (max(tps) - min(tps)) / statistics.median(tps)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qbench.run.pragmas import ConnectionSettings, configure
+from qbench.run.queues.bridge import ClientSource, put_tasks
 from qbench.run.queues.protocol import QueueUnderTest
 from qbench.run.queues.sql import query, run_sync
 
@@ -85,13 +86,48 @@ def prepare_database(
     return Backlog(first_id=first_id, tasks=tasks, enqueue_s=enqueue_s, setup_s=setup_s)
 
 
+def prepare_client_database(
+    db_path: Path,
+    source: ClientSource,
+    *,
+    history_rows: int,
+    tasks: int,
+    payload: bytes,
+    enqueue_batch: int,
+) -> Backlog:
+    """A fresh file holding a client-level queue: ``history_rows`` tasks that went through it
+    by its own calls (put_many, get, ack), then a backlog of ``tasks`` put in batches of
+    ``enqueue_batch``. Every item carries its task id."""
+    started = time.perf_counter()
+    remove_database(db_path)
+    queue = source.open(db_path)
+    try:
+        for start in range(1, history_rows + 1, _HISTORY_BATCH):
+            put_tasks(queue, range(start, min(start + _HISTORY_BATCH, history_rows + 1)), payload)
+            while (got := queue.get()) is not None:
+                queue.ack(got[0])
+        first_id = history_rows + 1
+        setup_s = time.perf_counter() - started
+        enqueue_started = time.perf_counter()
+        for start in range(first_id, first_id + tasks, enqueue_batch):
+            put_tasks(queue, range(start, min(start + enqueue_batch, first_id + tasks)), payload)
+        enqueue_s = time.perf_counter() - enqueue_started
+    finally:
+        queue.close()
+    return Backlog(first_id=first_id, tasks=tasks, enqueue_s=enqueue_s, setup_s=setup_s)
+
+
 @dataclass(frozen=True)
 class DatabaseCheck:
     integrity_ok: bool
     integrity_message: str
-    # rows per state: ready, leased, done
+    # rows per state: ready, leased, done (empty for a client-level queue: its tables are its own)
     states: dict[str, int]
     db_size_bytes: int
+    # a client-level queue: whether it still handed out a task after the drain (None: not asked)
+    client_leftover: bool | None = None
+    # a client-level queue: what it runs with, read from its own connection (its in_effect())
+    in_effect: dict[str, object] | None = None
 
 
 def check_database(db_path: Path, queue: QueueUnderTest, settings: ConnectionSettings) -> DatabaseCheck:
@@ -105,3 +141,24 @@ def check_database(db_path: Path, queue: QueueUnderTest, settings: ConnectionSet
     messages = [str(row[0]) for row in rows]
     size = Path(db_path).stat().st_size
     return DatabaseCheck(messages == ["ok"], "; ".join(messages[:5]), states, size)
+
+
+def check_client_database(db_path: Path, source: ClientSource) -> DatabaseCheck:
+    """After a client-level queue's drain: PRAGMA integrity_check on a plain connection that sets
+    nothing, whether the queue, opened afresh, still hands out a task, and what it runs with."""
+    queue = source.open(db_path)
+    try:
+        in_effect = dict(queue.in_effect()) if callable(getattr(queue, "in_effect", None)) else {}  # type: ignore[attr-defined]
+        leftover = queue.get() is not None
+    finally:
+        queue.close()
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        if "journal_mode" not in in_effect:  # at least what the file itself says
+            in_effect["journal_mode"] = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        rows = conn.execute(query("integrity_check")).fetchall()
+    finally:
+        conn.close()
+    messages = [str(row[0]) for row in rows]
+    size = Path(db_path).stat().st_size
+    return DatabaseCheck(messages == ["ok"], "; ".join(messages[:5]), {}, size, leftover, in_effect)

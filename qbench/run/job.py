@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from qbench.errors import QbenchError, ResultsError
-from qbench.kinds import MetricsLevel, Phase
+from qbench.kinds import Delivery, MetricsLevel, Phase
 from qbench.results.columns import METRICS_FILE
 from qbench.run.audit import AuditResult, audit_drain
-from qbench.run.ceiling import Ceiling, measure_ceiling
-from qbench.run.database import Backlog, DatabaseCheck, check_database
+from qbench.run.ceiling import CeilingRepeats, measure_ceiling, repeat_positions
+from qbench.run.database import Backlog, DatabaseCheck, check_client_database, check_database
 from qbench.run.executors import DrainResult, executor_for
 from qbench.run.hostlock import Holder, MeasuredWindow, hold_host
 from qbench.run.leftovers import claim_database, database_name, release_database, remove_leftovers
@@ -41,8 +41,8 @@ from qbench.run.metrics import ResourceMonitor
 from qbench.run.outcome import JobOutcome, JobRecord, finish, record_interrupt
 from qbench.run.pragmas import connection_settings
 from qbench.run.progress import Progress
-from qbench.run.queues import make_queue
-from qbench.run.row import Row, audit_columns, ceiling_columns, measure_columns
+from qbench.run.queues.loading import check_queue, statement_queue
+from qbench.run.row import Row, audit_columns, ceiling_columns, measure_columns, queue_columns
 from qbench.run.sysinfo import collect_sysinfo, network_fs_warning
 from qbench.run.workloads import Bench, Driven, Workload, workload_for
 from qbench.settings import Config, flatten
@@ -124,13 +124,16 @@ def run_job(
 
 def _setup(cfg: Config, db_dir: Path, out: JobRecord, redacted: Mapping[str, str]) -> _Job:
     assert out.sysinfo is not None
+    resolved = check_queue(cfg)
     bench = Bench(
         cfg=cfg,
         db_path=db_dir / database_name(out.run_id),
-        queue=make_queue(cfg),
+        queue=statement_queue(cfg, resolved),
         settings=connection_settings(cfg),
         executor=executor_for(cfg),
         payload=os.urandom(cfg.payload_bytes),
+        client=resolved.client,
+        library=resolved.library,
     )
     config_columns = flatten(cfg)
     for key, replacement in redacted.items():
@@ -157,15 +160,19 @@ def _run_iterations(job: _Job, rows: list[Row]) -> str:
     """
     cfg = job.cfg
     window = MeasuredWindow()
+    ceiling = _ceiling(job)
     try:
         claim_database(job.bench.db_path)
         with hold_host(cfg.host_lock, job.holder, window, lambda text: _waiting(job, text)):
-            ceiling = _ceiling(job)
             for iteration in range(cfg.warmup + cfg.iterations):
-                row, failure = _iteration(job, iteration, ceiling)
+                if ceiling is not None:
+                    ceiling.before(iteration)
+                row, failure = _iteration(job, iteration)
                 rows.append(row)
                 if failure:
                     return failure
+            if ceiling is not None:
+                ceiling.before(cfg.warmup + cfg.iterations)
         return ""
     except QbenchError as exc:
         if isinstance(exc, ResultsError):
@@ -177,6 +184,8 @@ def _run_iterations(job: _Job, rows: list[Row]) -> str:
     finally:
         for done in rows:  # the job's measured window and its wait for the host, on each of its rows
             done.update(window.columns())
+            if ceiling is not None:  # the median of the ceiling repeats measured, on each row
+                done.update(ceiling_columns(ceiling, done["throughput_tps"]))
         job.progress.clear()
         release_database(job.bench.db_path, keep=cfg.db.keep)
 
@@ -186,22 +195,26 @@ def _waiting(job: _Job, text: str) -> None:
     job.progress.update(text)
 
 
-def _ceiling(job: _Job) -> Ceiling | None:
+def _ceiling(job: _Job) -> CeilingRepeats | None:
+    """The job's ceiling repeats, measured interleaved with its iterations (none measured yet)."""
     cfg, bench = job.cfg, job.bench
     if not cfg.ceiling.enabled:
         return None
-    return measure_ceiling(
-        bench.db_path,
-        bench.queue,
-        bench.settings,
-        tasks=cfg.ceiling.tasks or cfg.tasks,
-        history_rows=cfg.history_rows,
-        payload=bench.payload,
-        enqueue_batch=cfg.queue.enqueue_batch,
+    return CeilingRepeats(
+        lambda: measure_ceiling(
+            bench.db_path,
+            bench.queue,
+            bench.settings,
+            tasks=cfg.ceiling.tasks or cfg.tasks,
+            history_rows=cfg.history_rows,
+            payload=bench.payload,
+            enqueue_batch=cfg.queue.enqueue_batch,
+        ),
+        repeat_positions(cfg.warmup, cfg.iterations, after_last=not cfg.db.keep),
     )
 
 
-def _iteration(job: _Job, iteration: int, ceiling: Ceiling | None) -> tuple[Row, str]:
+def _iteration(job: _Job, iteration: int) -> tuple[Row, str]:
     """prepare -> drive -> check -> row; the row, and why the job fails here ('' if it does not)."""
     cfg = job.cfg
     phase = Phase.WARMUP if iteration < cfg.warmup else Phase.MEASURE
@@ -220,9 +233,8 @@ def _iteration(job: _Job, iteration: int, ceiling: Ceiling | None) -> tuple[Row,
         **job.config_columns,
         **measure_columns(cfg, drain, backlog, driven.open_loop),
         **audit_columns(check, audit),
+        **queue_columns(job.bench.library, job.bench.settings, check),
     }
-    if ceiling is not None:
-        row.update(ceiling_columns(ceiling, row["throughput_tps"]))
     if not audit.ok:
         return row, f"audit failed in iteration {iteration} ({phase}): {audit.message}"
     if not check.integrity_ok:
@@ -247,14 +259,20 @@ def _drive(job: _Job, backlog: Backlog, label: str) -> Driven:
 def _check(job: _Job, drain: DrainResult, backlog: Backlog) -> tuple[DatabaseCheck, AuditResult]:
     """The database's integrity and row counts, and the audit of the workers' counts against them."""
     bench, stats = job.bench, drain.stats
-    check = check_database(bench.db_path, bench.queue, bench.settings)
+    if bench.client is not None:
+        check = check_client_database(bench.db_path, bench.client)
+    else:
+        check = check_database(bench.db_path, bench.queue, bench.settings)
     audit = audit_drain(
         stats.claims,
         stats.executions,
         stats.acks,
         acks_unknown=stats.acks_unknown,
         double_handed=stats.double_handed,
-        queue_states=check.states,
+        queue_states=None if bench.client is not None else check.states,
         expected_done_rows=job.cfg.history_rows + backlog.tasks,
+        loss_allowed=job.cfg.queue.delivery is Delivery.AT_MOST_ONCE and drain.faults_injected > 0,
+        client_leftover=check.client_leftover,
+        duplicates_allowed=bench.client is not None,
     )
     return check, audit

@@ -70,6 +70,12 @@ class DrainStats:
         """Stats with no per-task arrays: one worker's counters and timings, merged later."""
         return cls.for_tasks(0)
 
+    def add_zero_pool_waits(self, n: int) -> None:
+        """Record ``n`` pool waits of exactly 0 (a connection was free at once), in one call:
+        the executors count them in their hot loop instead of timing them."""
+        if n > 0:
+            self.pool_wait_s.frombytes(bytes(8 * n))  # n float64 zeros
+
     @property
     def tasks_acked(self) -> int:
         return int(np.count_nonzero(self.acks))

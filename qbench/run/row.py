@@ -13,10 +13,11 @@ import numpy as np
 
 from qbench.kinds import MetricsLevel
 from qbench.run.audit import AuditResult
-from qbench.run.ceiling import Ceiling
+from qbench.run.ceiling import CeilingRepeats
 from qbench.run.database import Backlog, DatabaseCheck
 from qbench.run.executors import DrainResult
 from qbench.run.metrics import DrainStats, Seconds, max_ms, percentiles_ms
+from qbench.run.pragmas import ConnectionSettings
 from qbench.run.workloads.open_loop import (
     LATE_THRESHOLD_S,
     OpenLoop,
@@ -95,9 +96,12 @@ def process_columns(cfg: Config, drain: DrainResult) -> Row:
 
 def timing_columns(stats: DrainStats, e2e_s: Seconds | None = None) -> Row:
     """Waits and latencies: only with metrics.level=full (null otherwise)."""
+    lock_p99, lock_p999 = percentiles_ms(stats.lock_wait_s, [99, 99.9])
     row: Row = {
         "lock_wait_total_s": sum(stats.lock_wait_s),
-        "lock_wait_p99_ms": percentiles_ms(stats.lock_wait_s, [99])[0],
+        "lock_wait_p99_ms": lock_p99,
+        # the busy timeout recommendation's evidence (qbench.analysis.busy)
+        "lock_wait_p999_ms": lock_p999,
         "pool_wait_total_s": sum(stats.pool_wait_s),
         "pool_wait_p99_ms": percentiles_ms(stats.pool_wait_s, [99])[0],
     }
@@ -149,16 +153,53 @@ def audit_columns(check: DatabaseCheck, audit: AuditResult) -> Row:
         "tasks_acked_twice": audit.tasks_acked_twice,
         "acks_unknown": audit.acks_unknown,
         "tasks_double_handed": audit.tasks_double_handed,
+        "tasks_lost_expected": audit.tasks_lost_expected,
         "audit_ok": audit.ok,
         "integrity_ok": check.integrity_ok,
     }
 
 
-def ceiling_columns(ceiling: Ceiling, throughput_tps: float | None) -> Row:
+def queue_columns(library: str, settings: ConnectionSettings, check: DatabaseCheck) -> Row:
+    """What the queue is and what it ran with: a client-level queue's own read-back, or the
+    PRAGMAs qbench set and read back on every connection of its statement-level queue."""
+    in_effect = check.in_effect
+    journal: object
+    synchronous: object
+    busy: object
+    if in_effect is None:  # statement level: configure() read every PRAGMA back
+        level = "statement"
+        journal, synchronous, busy = (
+            str(settings.journal_mode),
+            _SYNCHRONOUS_LEVEL.get(str(settings.synchronous)),
+            settings.busy_timeout_ms,
+        )
+    else:
+        level = "client"
+        journal = in_effect.get("journal_mode")
+        synchronous, busy = in_effect.get("synchronous"), in_effect.get("busy_timeout_ms")
+    return {
+        "queue_level": level,
+        "queue_library": library,
+        "queue_journal_mode_in_effect": None if journal is None else str(journal).lower(),
+        "queue_synchronous_in_effect": None if synchronous is None else int(str(synchronous)),
+        "queue_busy_timeout_ms_in_effect": None if busy is None else int(str(busy)),
+    }
+
+
+_SYNCHRONOUS_LEVEL = {"off": 0, "normal": 1, "full": 2, "extra": 3}
+
+
+def ceiling_columns(repeats: CeilingRepeats, throughput_tps: float | None) -> Row:
+    """The job's ceiling (the median of its repeats so far) and their spread; {} before the first."""
+    ceiling = repeats.median()
+    if ceiling is None:
+        return {}
     return {
         "ceiling_tps": ceiling.tps,
         "ceiling_enqueue_us": ceiling.enqueue_us,
         "ceiling_claim_us": ceiling.claim_us,
         "ceiling_ack_us": ceiling.ack_us,
+        "ceiling_repeats": len(repeats.done),
+        "ceiling_tps_spread": repeats.spread(),
         "harness_efficiency": (throughput_tps or 0.0) / ceiling.tps,
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tempfile
 import typing
 from collections.abc import Callable, Mapping
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 from qbench.errors import ConfigError
 from qbench.kinds import (
     ExecutorKind,
+    QueueKind,
     Synchronous,
     WorkloadKind,
 )
@@ -110,9 +112,21 @@ def _db_dir(key: str, value: object) -> str | None:
     return str(path.resolve())
 
 
+_TARGET = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _target(key: str, value: object) -> str | None:
+    if value is None or str(value).strip() == "":
+        return None
+    if not isinstance(value, str) or not _TARGET.fullmatch(value.strip()):
+        raise ConfigError(key, value, "expected package.module:ClassName")
+    return value.strip()
+
+
 # Values that need more than their type and bounds.
 _SPECIAL: dict[str, Callable[[str, object], object]] = {
     "db.dir": _db_dir,
+    "queue.target": _target,
     "synchronous": lambda key, value: _enum(key, value, Synchronous, yaml_false=Synchronous.OFF),
 }
 
@@ -220,4 +234,12 @@ def _workload_rules(cfg: Config) -> None:
         )
 
 
-_RULES: tuple[Callable[[Config], None], ...] = (_backoff_rule, _process_rules, _workload_rules)
+def _queue_rules(cfg: Config) -> None:
+    kind, target = cfg.queue.kind, cfg.queue.target
+    if kind is QueueKind.CUSTOM and not target:
+        raise ConfigError("queue.target", target, "required with queue=custom: package.module:ClassName")
+    if kind is not QueueKind.CUSTOM and target:
+        raise ConfigError("queue.target", target, f"used only with queue=custom (queue={kind})")
+
+
+_RULES: tuple[Callable[[Config], None], ...] = (_backoff_rule, _process_rules, _workload_rules, _queue_rules)

@@ -9,6 +9,7 @@ from typing import Any
 from qbench.kinds import (
     Arrivals,
     BusyPolicy,
+    Delivery,
     ExecutorKind,
     HostLock,
     JournalMode,
@@ -86,8 +87,13 @@ class ExecutorConfig:
 
 @dataclass(frozen=True)
 class QueueConfig:
-    # the queue under test: sqlite (qbench's reference queue)
+    # the queue under test: sqlite (qbench's reference queue), huey, litequeue, persist_queue, custom
     kind: QueueKind = QueueKind.SQLITE
+    # queue=custom: the class to load, package.module:ClassName
+    target: str | None = None
+    # what the queue promises when a worker dies holding a task: at_least_once or at_most_once
+    # (declared by each queue's config; loss is a finding, not a failure, only under at_most_once)
+    delivery: Delivery = Delivery.AT_LEAST_ONCE
     # seconds a claim stays leased before another worker may claim it again
     lease_s: float = number(30.0, 0.0, inclusive=False)
     # tasks per enqueue transaction

@@ -15,13 +15,16 @@ Prints, each measured in this run:
   * per executor, throughput with metrics.level=full (every timing, the RSS/WAL sampler) over
     throughput with metrics.level=minimal: the median of paired ratios, order alternating
     (target: within 1%, i.e. >= 0.99).
-Set-up (database, history rows, backlog) is never timed. Exits 1 when a target is missed.
+Set-up (database, history rows, backlog) is never timed. The load averages at the start and
+the end are printed, with a warning when other work shared the machine (the figures move with
+it). Exits 1 when a target is missed.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import statistics
 import sys
 import tempfile
@@ -46,6 +49,9 @@ CASES = (
     (ExecutorKind.PROCESS, 1, 0.85),
 )
 OVERHEAD_TARGET = 0.99
+# a load average above this at the end (the run itself keeps about one CPU busy): other work
+# shared the machine during the run
+LOADED = 2.0
 PAYLOAD = b"x" * 128
 
 
@@ -62,6 +68,11 @@ def config(db_dir: Path, executor: ExecutorKind, tasks: int, batch: int, level: 
             db=dataclasses.replace(c.db, dir=str(db_dir)),
         )
     )
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as the run's conditions."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def ceiling_tps(cfg: Config, db_path: Path) -> float:
@@ -115,6 +126,7 @@ def main() -> int:
 
     failed = False
     print(f"WAL/NORMAL, autocommit claims, 1 worker, noop, {args.tasks} tasks; medians of per-rep ratios")
+    print(f"load average at the start: {load_average()}")
     for executor, batch, target in cases:
         cfg = config(work, executor, args.tasks, batch, MetricsLevel.FULL)
         drain_tps(cfg, db_path)  # warm-up: imports, caches, the file system
@@ -152,6 +164,12 @@ def main() -> int:
             f"{executor:>7} metrics full / minimal: median of {len(paired)} paired ratios {ratio:.3f} "
             f"(target >= {OVERHEAD_TARGET}) {'PASS' if ok else 'FAIL'}",
             flush=True,
+        )
+    print(f"load average at the end: {load_average()}")
+    if max(os.getloadavg()) > LOADED:
+        print(
+            f"  other work was running (load average above {LOADED:g} on {os.cpu_count()} CPUs): every figure"
+            " above moves with it, so these ratios describe this machine's load as much as qbench"
         )
     return 1 if failed else 0
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import random
 import time
+from array import array
 from typing import Protocol
-
-import numpy as np
 
 from qbench.errors import DrainTimeoutError, LivelockError
 from qbench.kinds import BusyPolicy
@@ -63,10 +62,15 @@ class Ledger:
         self.t_start = 0.0
         self.t_last_ack = 0.0
         self._first, self._n = spec.first_id, spec.tasks
+        # executor=process with an unfenced (client-level) queue: a task's first ack counts
+        # toward the shared total only in the first process to acknowledge it
+        flags = getattr(shared, "flags", None)
+        self._first_anywhere = shared.first_anywhere if flags is not None else None  # type: ignore[union-attr]
         # per backlog task, the claim in flight: its lease token (0: none; tokens count from 1)
-        # and wall-clock expiry, as compact arrays (16 bytes a task)
-        self._holder = np.zeros(spec.tasks, dtype=np.int64)
-        self._expiry = np.zeros(spec.tasks, dtype=np.float64)
+        # and wall-clock expiry, as compact arrays (16 bytes a task; array, not numpy: one
+        # element read or written from Python is several times cheaper)
+        self._holder = array("q", bytes(8 * spec.tasks))
+        self._expiry = array("d", bytes(8 * spec.tasks))
 
     @property
     def complete(self) -> bool:
@@ -124,7 +128,8 @@ class Ledger:
         stats.acks_rejected += len(ids) - len(acked)
         acks = stats.acks
         now = time.perf_counter()
-        first_acks = 0
+        first_acks = counted = 0
+        mark = self._first_anywhere
         for task_id in acked:
             index = task_id - first
             if not 0 <= index < n:
@@ -133,11 +138,12 @@ class Ledger:
             acks[index] += 1
             if acks[index] == 1:
                 first_acks += 1
+                counted += 1 if mark is None else mark(index)
                 stats.e2e_s[index] = now - self.t_start
                 self.t_last_ack = now
         self.acked_unique += first_acks
         if self.shared is not None:
-            return (self.shared.add(first_acks) if first_acks else self.shared.total()) >= n
+            return (self.shared.add(counted) if counted else self.shared.total()) >= n
         return self.acked_unique >= n
 
 

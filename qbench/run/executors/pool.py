@@ -22,8 +22,8 @@ import asyncio
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import Callable
-from typing import TypeVar, cast
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
@@ -33,8 +33,9 @@ from qbench.run.queues.sql import run_async
 T = TypeVar("T")
 
 
-async def on_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    """``fn(the plain sqlite3 connection)`` run on ``conn``'s own thread: one round trip.
+def on_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> Coroutine[Any, Any, T]:
+    """``fn(the plain sqlite3 connection)`` run on ``conn``'s own thread: one round trip, awaited
+    (aiosqlite's own coroutine, returned as it is: no wrapper coroutine per call).
 
     ``fn`` runs to its end even when the awaiting task is cancelled (as any aiosqlite call
     does); later calls on the connection queue behind it, so the connection is never used
@@ -44,7 +45,7 @@ async def on_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection
         ValueError: the connection is closed.
     """
     # aiosqlite private API (pinned in pyproject.toml, checked by tests/test_fast_paths.py)
-    return cast(T, await conn._execute(fn, conn._conn))  # type: ignore[no-untyped-call]
+    return cast("Coroutine[Any, Any, T]", conn._execute(fn, conn._conn))  # type: ignore[no-untyped-call]
 
 
 class ConnectionPool:
@@ -75,6 +76,10 @@ class ConnectionPool:
 
     def __len__(self) -> int:
         return len(self._all)
+
+    def acquire_now(self) -> aiosqlite.Connection | None:
+        """A free connection at once (no await), or None: then wait in :meth:`acquire`."""
+        return self._free.popleft() if self._free else None
 
     async def acquire(self) -> aiosqlite.Connection:
         if self._free:

@@ -61,13 +61,17 @@ def pool_share(pool_size: int, workers: int, share: int) -> int:
     return max(1, math.ceil(pool_size * share / workers))
 
 
-def merge_process_stats(parts: Sequence[tuple[DrainStats, float]]) -> DrainStats:
+def merge_process_stats(
+    parts: Sequence[tuple[DrainStats, float]], *, claims_summed: bool = False
+) -> DrainStats:
     """Merge the worker processes' stats; each part comes with the offset of its clock's start
     from the drain's (``part t_start - drain t_start``), added to its per-task times.
 
     Per task: claims are the largest count (each process already took the attempts the
-    queue reported, so the largest is the task's), executions and acks are summed, the
-    first claim and the first ack are the earliest. Counters are summed, timings concatenated.
+    queue reported, so the largest is the task's) or, with ``claims_summed`` (a client-level
+    queue, which reports no attempts: each process counted its own), the sum; executions and
+    acks are summed, the first claim and the first ack are the earliest. Counters are summed,
+    timings concatenated.
     """
     first, offset = parts[0]
     merged = DrainStats(
@@ -79,7 +83,10 @@ def merge_process_stats(parts: Sequence[tuple[DrainStats, float]]) -> DrainStats
     )
     _add_counters(merged, first)
     for stats, offset in parts[1:]:
-        np.maximum(merged.claims, stats.claims, out=merged.claims)
+        if claims_summed:
+            merged.claims += stats.claims
+        else:
+            np.maximum(merged.claims, stats.claims, out=merged.claims)
         merged.executions += stats.executions
         merged.acks += stats.acks
         # fmin: NaN (never) loses to any time
@@ -152,7 +159,10 @@ def _supervise(
 
 def _result(pool: WorkerProcesses, spec: DrainSpec, usage: ResourceUsage | None, faults: int) -> DrainResult:
     parts = pool.parts()
-    stats = merge_process_stats(parts) if parts else DrainStats.for_tasks(spec.tasks)
+    if parts:
+        stats = merge_process_stats(parts, claims_summed=spec.claims_summed)
+    else:
+        stats = DrainStats.for_tasks(spec.tasks)
     acked = stats.e2e_s[~np.isnan(stats.e2e_s)]
     duration = float(acked.max()) if acked.size else time.perf_counter() - pool.t_start
     processes = pool.usage()

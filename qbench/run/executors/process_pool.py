@@ -71,7 +71,9 @@ class WorkerProcesses:
     def __init__(self, spec: DrainSpec, queue: QueueUnderTest, ctx: SpawnContext, *, fence: bool) -> None:
         self.spec, self.queue, self.ctx, self.fence = spec, queue, ctx, fence
         # a cell per process of the shared totals: the first ones and one per respawn
-        self.shared = Shared.create(ctx, (spec.processes or spec.workers) + spec.faults_kill)
+        self.shared = Shared.create(
+            ctx, (spec.processes or spec.workers) + spec.faults_kill, spec.tasks if spec.claims_summed else 0
+        )
         self.all: list[_Process] = []
         # perf_counter time of the release: every process's clock is made relative to it
         self.t_start = 0.0
@@ -198,6 +200,11 @@ class WorkerProcesses:
             slot.lock.release()
         assert slot.mirror is not None
         proc.killed_stats = slot.mirror.stats(self.t_start)
+        if self.spec.loss_on_kill:
+            # at most once: what it held left the queue with it; settled in its (now
+            # writer-less) cell of the first-ack total, so the drain does not wait for it
+            held = proc.killed_stats
+            self.shared.acks[slot.index] += int(((held.claims > 0) & (held.acks == 0)).sum())
         proc.pipe.close()
         self.spawn(slot.workers, slot.pool_size)
         return True

@@ -32,9 +32,26 @@ class SharedCount:
     and reads the sum, so no lock is shared between processes and a process killed at any
     moment can never leave one held (each cell has one writer; its threads take a local lock)."""
 
-    def __init__(self, cells: Any, index: int) -> None:
+    def __init__(self, cells: Any, index: int, flags: Any = None) -> None:
         self._cells, self._index = cells, index
         self._lock = threading.Lock()
+        # a client-level queue's acks are not fenced: one task may be acknowledged in two
+        # processes, so a shared byte per task says whether any process counted it already
+        self.flags = flags
+
+    def first_anywhere(self, index: int) -> bool:
+        """Whether this is the first ack of backlog task ``index`` in any process (and mark it).
+
+        Two processes acknowledging one task within the same instant can both see it unmarked;
+        only an unfenced queue that hands one task to two workers gets there.
+        """
+        flags = self.flags
+        if flags is None:
+            return True
+        if flags[index]:
+            return False
+        flags[index] = 1
+        return True
 
     def add(self, n: int) -> int:
         """Add ``n``; the total so far, every process included."""
@@ -60,10 +77,14 @@ class Shared:
 
     acks: Any
     busy: Any
+    # per backlog task, acknowledged in some process (client-level queues only; else None)
+    first: Any = None
 
     @classmethod
-    def create(cls, ctx: SpawnContext, processes: int) -> Shared:
-        return cls(ctx.RawArray("q", processes), ctx.RawArray("q", processes))
+    def create(cls, ctx: SpawnContext, processes: int, tasks: int = 0) -> Shared:
+        """``tasks`` > 0: with a per-task first-ack flag (an unfenced client-level queue)."""
+        first = ctx.RawArray("b", tasks) if tasks else None
+        return cls(ctx.RawArray("q", processes), ctx.RawArray("q", processes), first)
 
 
 @dataclass
@@ -154,6 +175,8 @@ class FencedQueue:
     def __init__(self, inner: QueueUnderTest, slot: Slot, first_id: int, acks: SharedCount) -> None:
         assert slot.mirror is not None
         self._inner, self._slot, self._first, self._acks = inner, slot, first_id, acks
+        # what connections_owner() looks through to
+        self.wrapped = inner
         mirror = slot.mirror
         self._claims, self._executions, self._acked = (
             array(mirror.claims),
@@ -220,7 +243,7 @@ class FencedQueue:
                 self._acked[index] += 1
                 if self._acked[index] == 1:
                     self._acked_at[index] = now
-                    first += 1
+                    first += self._acks.first_anywhere(index)
             if first:
                 self._acks.add(first)
             return acked

@@ -3,7 +3,8 @@
 A worker process runs its share with the existing executors: a share of one
 worker runs :func:`run_drain_threads` with one thread (one plain sqlite3
 loop: there is nothing to interleave), a larger share runs :func:`run_drain`
-(coroutines over its own aiosqlite pool). It opens its connections (every
+(coroutines over its own aiosqlite pool), or threads for a client-level
+queue, whose calls are synchronous. It opens its connections (every
 PRAGMA set and read back) before the clock starts: the executor's start hook
 (called once the pool is open) says ``ready`` to the parent and waits for the
 release, so interpreter start-up, imports and connecting are never measured.
@@ -35,7 +36,7 @@ from qbench.run.executors.process_shared import CountedElsewhere, FencedQueue, S
 from qbench.run.executors.protocol import DrainSpec
 from qbench.run.executors.thread_executor import run_drain_threads
 from qbench.run.metrics import DrainStats
-from qbench.run.queues.protocol import QueueUnderTest
+from qbench.run.queues.protocol import QueueUnderTest, connections_owner
 
 # seconds every worker process has to start, import and open its connections
 START_TIMEOUT_S = 60.0
@@ -121,7 +122,7 @@ def _drain(
     spec: DrainSpec, queue: QueueUnderTest, slot: Slot, shared: Shared, pipe: Connection
 ) -> ChildResult:
     """Run this process's share once the parent releases it."""
-    acks = SharedCount(shared.acks, slot.index)
+    acks = SharedCount(shared.acks, slot.index, shared.first)
     if slot.mirror is not None:
         queue = FencedQueue(queue, slot, spec.first_id, acks)
         acks = CountedElsewhere(shared.acks, slot.index)
@@ -147,7 +148,9 @@ def _drain(
         watchdog_s=0.0,
         on_start=at_start,
     )
-    drain = run_drain_threads if slot.workers == 1 else run_drain
+    # a client-level queue's calls are synchronous: its share always runs as threads
+    threaded = slot.workers == 1 or connections_owner(queue) is not None
+    drain = run_drain_threads if threaded else run_drain
     result = drain(mine, queue, shared=acks)
     cpu = psutil.Process().cpu_times()
     at = list(slot.at_release)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from qbench.errors import LivelockError
-from qbench.kinds import BusyPolicy, MetricsLevel, ServiceDist, ServiceKind
+from qbench.kinds import BusyPolicy, Delivery, MetricsLevel, ServiceDist, ServiceKind
 from qbench.run.metrics import DrainStats, ResourceMonitor, ResourceUsage
 from qbench.run.pragmas import ConnectionSettings, connection_settings
 from qbench.run.queues.protocol import QueueUnderTest
@@ -61,6 +61,12 @@ class DrainSpec:
     token_base: int = 0
     # called with the clock's start (open-loop producers start there); never sent to a child process
     on_start: StartHook | None = None
+    # a client-level queue reports no attempt count, so each worker process counts only its own
+    # claims and the processes' counts are summed (the reference queue's are the largest)
+    claims_summed: bool = False
+    # at_most_once delivery: a task a killed process held is lost, not redelivered, so it is
+    # settled at the kill (the drain does not wait for it)
+    loss_on_kill: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,8 +122,9 @@ class Executor(Protocol):
         ...
 
 
-def drain_spec(cfg: Config, db_path: Path, first_id: int) -> DrainSpec:
-    """The executor's orders for a backlog of ``cfg.tasks`` tasks from ``first_id`` in ``db_path``."""
+def drain_spec(cfg: Config, db_path: Path, first_id: int, *, client: bool = False) -> DrainSpec:
+    """The executor's orders for a backlog of ``cfg.tasks`` tasks from ``first_id`` in ``db_path``
+    (``client``: the queue is a client-level one)."""
     return DrainSpec(
         db_path=db_path,
         settings=connection_settings(cfg),
@@ -141,4 +148,6 @@ def drain_spec(cfg: Config, db_path: Path, first_id: int) -> DrainSpec:
         seed=cfg.seed,
         processes=worker_processes(cfg),
         faults_kill=cfg.faults.kill,
+        claims_summed=client,
+        loss_on_kill=cfg.queue.delivery is Delivery.AT_MOST_ONCE,
     )

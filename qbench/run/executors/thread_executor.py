@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import queue as queues
 import random
 import sqlite3
 import threading
@@ -45,9 +44,11 @@ from qbench.run.executors.common import (
     service_times,
     timeout_error,
 )
+from qbench.run.executors.lenders import Own, Shared
 from qbench.run.executors.protocol import DrainResult, DrainSpec, ProgressSink
 from qbench.run.metrics import DrainStats, ResourceMonitor, ResourceUsage
-from qbench.run.queues.protocol import Claimed, QueueUnderTest
+from qbench.run.queues.bridge import NO_CONNECTION
+from qbench.run.queues.protocol import Claimed, QueueUnderTest, connections_owner
 from qbench.run.queues.sql import BusyError, Transaction, query, run_sync
 
 T = TypeVar("T")
@@ -58,34 +59,6 @@ _SHORT_SLEEP_S = 0.1
 
 class _Stopped(Exception):
     """The drain was stopped while a worker retried: it leaves its loop."""
-
-
-class _Own:
-    """A connection one thread owns: lending it costs nothing."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def acquire(self) -> sqlite3.Connection:
-        return self.conn
-
-    def release(self, conn: sqlite3.Connection) -> None:
-        pass
-
-
-class _Shared:
-    """Connections lent first come, first served, one transaction at a time (thread-safe)."""
-
-    def __init__(self, connections: list[sqlite3.Connection]) -> None:
-        self._free: queues.Queue[sqlite3.Connection] = queues.Queue()
-        for conn in connections:
-            self._free.put(conn)
-
-    def acquire(self) -> sqlite3.Connection:
-        return self._free.get()
-
-    def release(self, conn: sqlite3.Connection) -> None:
-        self._free.put(conn)
 
 
 class _Drain:
@@ -112,11 +85,14 @@ class _Drain:
         self.next_requeue_at = 0.0
         self._tokens = itertools.count(spec.token_base + 1)  # next() on a count is atomic under the GIL
         self.workers = [_Worker(self, index) for index in range(spec.workers)]
-        if len(connections) >= spec.workers:
+        if not connections:  # a client-level queue: its calls run on its own connections
+            for worker in self.workers:
+                worker.lender = Own(NO_CONNECTION)
+        elif len(connections) >= spec.workers:
             for worker, conn in zip(self.workers, connections, strict=False):
-                worker.lender = _Own(conn)
+                worker.lender = Own(conn)
         else:
-            lender = _Shared(connections)
+            lender = Shared(connections)
             for worker in self.workers:
                 worker.lender = lender
 
@@ -131,10 +107,15 @@ class _Worker:
     def __init__(self, drain: _Drain, index: int) -> None:
         self.drain = drain
         self.spec = drain.spec
-        self.lender: _Own | _Shared
+        self.lender: Own | Shared
         # this thread's counters and timings; the per-task lists stay in the drain's stats
         self.stats = DrainStats.counters_only()
         self._rng = random.Random(0x9B + index)
+        # lock waits go straight into this thread's timings (None: metrics.level=minimal)
+        self._lock_sink = self.stats.lock_wait_s.append if self.spec.timings else None
+        # transactions that found a connection free at once: each a pool wait of exactly 0,
+        # counted here and written as zeros once the loop ends (not timed in the hot loop)
+        self.no_wait = 0
 
     def run(self) -> None:
         drain = self.drain
@@ -146,6 +127,9 @@ class _Worker:
             drain.errors.append(exc)
             drain.finished.set()
             drain.stop.set()
+        finally:
+            if self.spec.timings:
+                self.stats.add_zero_pool_waits(self.no_wait)
 
     def transact(self, make_tx: Callable[..., Transaction[T]], *args: Any) -> T | None:
         """Run ``make_tx(*args, now)`` under the busy policy; None when its retries ran out.
@@ -154,23 +138,22 @@ class _Worker:
             _Stopped: the drain stopped while this transaction was being retried.
         """
         stats, spec, lender = self.stats, self.spec, self.lender
-        timings = spec.timings
-        sink = stats.lock_wait_s.append if timings else None
-        # a connection the thread owns is never waited for: its pool wait is 0, not timed
-        owned = isinstance(lender, _Own)
         attempt = 0
         while True:
-            if timings and not owned:
+            # a connection the thread owns, or one free in the pool, is not waited for: its
+            # pool wait is 0 and only counted; a wait for a lent connection is timed
+            conn = lender.acquire_now()
+            if conn is not None:
+                self.no_wait += 1
+            elif spec.timings:
                 waited = time.perf_counter()
                 conn = lender.acquire()
                 stats.pool_wait_s.append(time.perf_counter() - waited)
             else:
                 conn = lender.acquire()
-                if timings:
-                    stats.pool_wait_s.append(0.0)
             stats.transactions += 1
             try:
-                return run_sync(conn, make_tx(*args, time.time()), sink)
+                return run_sync(conn, make_tx(*args, time.time()), self._lock_sink)
             except BusyError as err:
                 stats.count_busy(err)
                 _rollback(conn)
@@ -293,6 +276,35 @@ def _supervise(drain: _Drain, on_progress: ProgressSink | None) -> tuple[bool, L
             next_report = now + 0.5
 
 
+def _measured(
+    drain: _Drain,
+    threads: list[threading.Thread],
+    on_progress: ProgressSink | None,
+    monitor: ResourceMonitor | None,
+) -> tuple[bool, LivelockError | None, ResourceUsage | None]:
+    """Start the clock and the workers, supervise them until they stop: (timed out, the
+    livelock found or None, the resource usage over the run)."""
+    spec = drain.spec
+    usage: ResourceUsage | None = None
+    if monitor is not None:
+        monitor.start()
+    try:
+        drain.ledger.t_start = time.perf_counter()
+        drain.deadline = drain.ledger.t_start + spec.timeout_s
+        if spec.on_start is not None:
+            spec.on_start(drain.ledger.t_start)
+        for thread in threads:
+            thread.start()
+        timed_out, livelock = _supervise(drain, on_progress)
+        drain.stop.set()
+        for thread in threads:
+            thread.join()
+    finally:
+        if monitor is not None:
+            usage = monitor.stop()
+    return timed_out, livelock, usage
+
+
 def _run(
     spec: DrainSpec,
     queue: QueueUnderTest,
@@ -301,34 +313,23 @@ def _run(
     shared: SharedAcks | None = None,
 ) -> DrainResult:
     connections: list[sqlite3.Connection] = []
-    usage: ResourceUsage | None = None
     threads: list[threading.Thread] = []
     drain: _Drain | None = None
+    owner = connections_owner(queue)
+    opened = 0
     try:
-        for _ in range(spec.pool_size):
-            # handed to one thread at a time (owned, or lent by the pool)
-            connections.append(connect(spec.db_path, spec.settings, check_same_thread=False))
+        if owner is not None:  # a client-level queue opens its own, before the clock starts
+            opened = owner.open_for(spec.workers)
+        else:
+            for _ in range(spec.pool_size):
+                # handed to one thread at a time (owned, or lent by the pool)
+                connections.append(connect(spec.db_path, spec.settings, check_same_thread=False))
         drain = _Drain(spec, queue, connections, shared)
         threads = [
             threading.Thread(target=worker.run, name=f"qbench-worker-{index}", daemon=True)
             for index, worker in enumerate(drain.workers)
         ]
-        if monitor is not None:
-            monitor.start()
-        try:
-            drain.ledger.t_start = time.perf_counter()
-            drain.deadline = drain.ledger.t_start + spec.timeout_s
-            if spec.on_start is not None:
-                spec.on_start(drain.ledger.t_start)
-            for thread in threads:
-                thread.start()
-            timed_out, livelock = _supervise(drain, on_progress)
-            drain.stop.set()
-            for thread in threads:
-                thread.join()
-        finally:
-            if monitor is not None:
-                usage = monitor.stop()
+        timed_out, livelock, usage = _measured(drain, threads, on_progress, monitor)
         if drain.errors:
             raise drain.errors[0]
         for worker in drain.workers:
@@ -336,7 +337,13 @@ def _run(
         ledger = drain.ledger
         end = ledger.t_last_ack if ledger.acked_unique else time.perf_counter()
         return DrainResult(
-            drain.stats, end - ledger.t_start, len(connections), timed_out, usage, livelock, ledger.t_start
+            drain.stats,
+            end - ledger.t_start,
+            len(connections) or opened,
+            timed_out,
+            usage,
+            livelock,
+            ledger.t_start,
         )
     finally:
         if drain is not None:
@@ -347,6 +354,8 @@ def _run(
                 thread.join()
         for conn in connections:
             conn.close()
+        if owner is not None:
+            owner.close_all()
 
 
 def run_drain_threads(

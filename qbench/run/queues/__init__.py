@@ -1,9 +1,16 @@
-"""The queue under test: the protocol every queue implements, qbench's reference SQLite queue,
-and the registry of queues by :class:`~qbench.kinds.QueueKind`.
+"""The queue under test: the two protocols a queue implements, qbench's reference SQLite
+queue, the client-level adapters, and how a config's queue is found.
 
-Adding a queue: a module with a class that implements :class:`QueueUnderTest`
-and a factory from the validated :class:`~qbench.settings.Config`, plus its
-line in :data:`QUEUES` (and its member in ``QueueKind``).
+Statement level (:class:`QueueUnderTest`): qbench runs the queue's SQL itself, so
+the ceiling, PRAGMAs, pool and busy accounting all apply. Client level
+(:class:`~qbench.run.queues.client.ClientQueue`): a library that owns its
+connections and SQL, driven through its own API (:mod:`~qbench.run.queues.bridge`).
+
+Adding a queue: a class with either protocol, named by ``queue=custom
+queue.target=package.module:ClassName``; or, shipped with qbench, an adapter
+in :mod:`~qbench.run.queues.adapters` with its line in
+:data:`~qbench.run.queues.loading.ADAPTERS`, its member in ``QueueKind`` and
+its file in ``conf/queue/``.
 """
 
 from __future__ import annotations
@@ -11,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from qbench.kinds import QueueKind
+from qbench.run.queues.loading import resolve, statement_queue
 from qbench.run.queues.protocol import Claimed, QueueUnderTest
 from qbench.run.queues.sqlite_queue import SqliteQueue
-from qbench.run.registry import lookup
 from qbench.settings import Config
 
 QueueFactory = Callable[[Config], QueueUnderTest]
@@ -24,12 +31,15 @@ QUEUES: dict[QueueKind, QueueFactory] = {
 
 
 def make_queue(cfg: Config) -> QueueUnderTest:
-    """The queue ``cfg.queue.kind`` names, built from the config.
+    """The statement-level queue of a job (for a client-level queue, the reference queue its
+    ceiling runs), built from the config.
 
     Raises:
-        ConfigError: no queue is registered for that kind.
+        ConfigError: the queue does not resolve (:func:`~qbench.run.queues.loading.resolve`).
     """
-    return lookup(QUEUES, "queue.kind", cfg.queue.kind)(cfg)
+    if cfg.queue.kind in QUEUES:
+        return QUEUES[cfg.queue.kind](cfg)
+    return statement_queue(cfg, resolve(cfg))
 
 
 __all__ = ["QUEUES", "Claimed", "QueueFactory", "QueueUnderTest", "SqliteQueue", "make_queue"]

@@ -1,4 +1,9 @@
-"""What a queue under test offers the harness.
+"""What a queue under test offers the harness: the statement-level protocol.
+
+A public, stable interface: ``queue=custom queue.target=package.module:ClassName`` loads a
+user's class that implements :class:`QueueUnderTest` (or the client-level protocol of
+:mod:`qbench.run.queues.client`). The method names, arguments and return values below do
+not change without a major version.
 
 Each method returns a transaction generator (see :mod:`qbench.run.queues.sql`),
 so the same queue code runs under the plain sqlite3 driver (ceiling, set-up)
@@ -8,7 +13,7 @@ and the aiosqlite driver (workers).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from qbench.run.queues.sql import Transaction
 
@@ -46,3 +51,21 @@ class QueueUnderTest(Protocol):
     def count_by_state(self) -> Transaction[dict[str, int]]:
         """Rows per state (ready, leased, done)."""
         ...
+
+
+@runtime_checkable
+class OwnsConnections(Protocol):
+    """A queue that opens its own connections (a client-level queue): the executor opens none,
+    hands its transactions a connection they never use, and calls these around the drain."""
+
+    def open_for(self, workers: int) -> int:
+        """Open what ``workers`` worker threads of this process need; how many queues were opened."""
+        ...
+
+    def close_all(self) -> None: ...
+
+
+def connections_owner(queue: Any) -> OwnsConnections | None:
+    """The part of ``queue`` that opens its own connections (under any wrapper), or None."""
+    inner = getattr(queue, "wrapped", queue)
+    return inner if isinstance(inner, OwnsConnections) else None

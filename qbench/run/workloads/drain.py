@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from qbench.run.database import Backlog, prepare_database
+from qbench.run.database import Backlog, prepare_client_database, prepare_database
 from qbench.run.executors.protocol import ProgressSink, drain_spec
 from qbench.run.metrics import ResourceMonitor
+from qbench.run.queues.bridge import ClientBridge
 from qbench.run.workloads.protocol import Bench, Driven
 
 
@@ -13,6 +14,15 @@ class DrainWorkload:
 
     def prepare(self, bench: Bench) -> Backlog:
         cfg = bench.cfg
+        if bench.client is not None:
+            return prepare_client_database(
+                bench.db_path,
+                bench.client,
+                history_rows=cfg.history_rows,
+                tasks=cfg.tasks,
+                payload=bench.payload,
+                enqueue_batch=cfg.queue.enqueue_batch,
+            )
         return prepare_database(
             bench.db_path,
             bench.queue,
@@ -31,5 +41,9 @@ class DrainWorkload:
         on_progress: ProgressSink | None = None,
         monitor: ResourceMonitor | None = None,
     ) -> Driven:
+        if bench.client is not None:
+            spec = drain_spec(bench.cfg, bench.db_path, backlog.first_id, client=True)
+            queue = ClientBridge(bench.client, bench.db_path)
+            return Driven(bench.executor(spec, queue, on_progress=on_progress, monitor=monitor))
         spec = drain_spec(bench.cfg, bench.db_path, backlog.first_id)
         return Driven(bench.executor(spec, bench.queue, on_progress=on_progress, monitor=monitor))

@@ -18,6 +18,7 @@ from qbench.run.database import Backlog
 from qbench.run.executors.protocol import DrainResult, Executor, ProgressSink
 from qbench.run.metrics import ResourceMonitor
 from qbench.run.pragmas import ConnectionSettings
+from qbench.run.queues.bridge import ClientSource
 from qbench.run.queues.protocol import QueueUnderTest
 from qbench.run.workloads.open_loop import OpenLoop
 from qbench.settings import Config
@@ -35,6 +36,11 @@ class Bench:
     executor: Executor
     # the bytes every task carries
     payload: bytes
+    # a client-level queue (huey, litequeue, ...): the queue under test; ``queue`` is then the
+    # reference queue its ceiling runs
+    client: ClientSource | None = None
+    # what the queue is, for the results: "huey 3.5.4", "qbench reference queue", a custom target
+    library: str = "qbench reference queue"
 
 
 @dataclass(frozen=True)
