@@ -406,7 +406,7 @@ def test_the_command_line_refuses_in_one_line(tmp_path: Path) -> None:
 
 
 def test_the_report_says_what_an_at_most_once_queue_lost() -> None:
-    from qbench.report.document import _delivery_findings
+    from qbench.report.findings import _delivery_findings
 
     summary = pd.DataFrame(
         {
@@ -438,7 +438,7 @@ def test_a_client_queue_may_deliver_twice_but_never_lose() -> None:
 
 
 def test_the_report_says_what_a_queue_delivered_twice() -> None:
-    from qbench.report.document import _delivery_findings
+    from qbench.report.findings import _delivery_findings
 
     summary = pd.DataFrame(
         {

@@ -34,13 +34,10 @@ def _shown(row: Row, columns: list[str]) -> str:
     return "/".join(str(row[c]) for c in columns if not pd.isna(row[c]))
 
 
-def comparisons(frame: pd.DataFrame, summary: pd.DataFrame, keys: list[str], t: Thresholds) -> pd.DataFrame:
-    """Pairs of configs that differ in exactly one dimension: rank test and effect with CI.
-
-    With up to three values of the dimension every pair is compared; with more, each
-    value is compared against the best of them.
-    """
-    samples = iterations_by_config(frame)
+def _pairs(
+    summary: pd.DataFrame, keys: list[str]
+) -> list[tuple[str, list[str], dict[str, object], Row, Row]]:
+    """(dimension, its columns, the context, side a, side b) of every pair to compare."""
     records = summary.to_dict("records")
     found: list[tuple[str, list[str], dict[str, object], Row, Row]] = []
     for dimension, columns in DIMENSIONS.items():
@@ -70,6 +67,17 @@ def comparisons(frame: pd.DataFrame, summary: pd.DataFrame, keys: list[str], t: 
                 best = max(shown, key=lambda r: r["throughput_tps_median"])
                 pairs = [(r, best) for r in shown if r["config_id"] != best["config_id"]]
             found.extend((dimension, present, context, a, b) for a, b in pairs)
+    return found
+
+
+def comparisons(frame: pd.DataFrame, summary: pd.DataFrame, keys: list[str], t: Thresholds) -> pd.DataFrame:
+    """Pairs of configs that differ in exactly one dimension: rank test and effect with CI.
+
+    With up to three values of the dimension every pair is compared; with more, each
+    value is compared against the best of them.
+    """
+    samples = iterations_by_config(frame)
+    found = _pairs(summary, keys)
     # Every pair's test at once: pairs of one size share their resamples (the same numbers).
     tests = compare_many(
         [(samples[a["config_id"]], samples[b["config_id"]]) for _, _, _, a, b in found],

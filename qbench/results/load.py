@@ -40,7 +40,7 @@ REQUIRED = {*IDENTITY, *MEASURES, "workers"}
 
 Entry = tuple[str, str]
 # Files read, checked and merged at a time (see load_results).
-READ_BATCH = 100
+READ_BATCH = 50
 
 
 @dataclass
