@@ -452,3 +452,47 @@ def test_the_report_says_what_a_queue_delivered_twice() -> None:
     )
     found = _delivery_findings(summary)
     assert "handed 7 tasks to a second worker" in found[0] and "idempotent" in found[0]
+
+
+def test_history_runs_through_the_queue_once_then_is_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first iteration puts the history through the library; later ones start from a copy
+    of the file it left; the copy is gone with the job."""
+    import qbench.run.database as database
+
+    built: list[int] = []
+    real = database._client_history
+
+    def counted(*args: Any) -> None:
+        built.append(1)
+        real(*args)
+
+    monkeypatch.setattr(database, "_client_history", counted)
+    queue = section("queue", kind=QueueKind.LITEQUEUE)
+    df = run(
+        tmp_path,
+        executor=section("executor", kind=ExecutorKind.THREAD),
+        queue=queue,
+        iterations=3,
+        history_rows=300,
+    )
+    assert df["audit_ok"].all() and len(df) == 3
+    assert built == [1]
+    assert not list(tmp_path.rglob("*-history"))
+
+
+def test_a_task_acknowledged_in_two_processes_counts_once_toward_completion() -> None:
+    """Each worker process has its own SharedCount over the same cells and flags: the first to
+    acknowledge a task counts it, a second process's ack of it does not."""
+    from qbench.run.executors.process_shared import Shared, SharedCount
+
+    ctx = multiprocessing.get_context("spawn")
+    shared = Shared.create(ctx, 2, tasks=3)
+    a = SharedCount(shared.acks, 0, shared.first, shared.first_lock)
+    b = SharedCount(shared.acks, 1, shared.first, shared.first_lock)
+    assert a.first_anywhere(1) is True
+    assert b.first_anywhere(1) is False
+    assert b.first_anywhere(2) is True
+    assert SharedCount(shared.acks, 0).first_anywhere(1) is True  # no flags: the reference queue
+    assert Shared.create(ctx, 2).first is None

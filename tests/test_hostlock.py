@@ -28,7 +28,7 @@ from qbench.app.preflight import preflight
 from qbench.app.schema import register_configs
 from qbench.errors import MeasurementError, QbenchError
 from qbench.kinds import HostLock
-from qbench.report.document import _health_findings
+from qbench.report.findings import _health_findings
 from qbench.run.hostlock import LOCK_DIR_ENV, Holder, MeasuredWindow, describe, hold_host, lock_path
 from qbench.run.job import run_job
 

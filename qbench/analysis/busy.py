@@ -133,11 +133,14 @@ def busy_timeout(iterations: pd.DataFrame, chosen: pd.Series, keys: Sequence[str
     values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
     values = values[np.isfinite(values)]
     if values.size == 0:
+        client = "queue_level" in rows and (rows["queue_level"].astype(str) == "client").any()
+        why = (
+            "a client-level queue runs its own statements, whose lock waits qbench cannot see"
+            if client
+            else "metrics.level=minimal, or results written before schema version 4"
+        )
         return BusyTimeout(
-            None,
-            None,
-            f"no lock-wait p99.9 was measured at {at} (metrics.level=minimal, or results written "
-            "before schema version 4): no busy timeout is recommended",
+            None, None, f"no lock-wait p99.9 was measured at {at} ({why}): no busy timeout is recommended"
         )
     p999 = float(values.max())
     recommended = step_up(MARGIN * p999)

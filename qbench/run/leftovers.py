@@ -31,13 +31,13 @@ from pathlib import Path
 
 import psutil
 
-from qbench.run.database import remove_database
+from qbench.run.database import HISTORY_SUFFIX, remove_database
 
 log = logging.getLogger(__name__)
 
 OWNER_SUFFIX = ".owner"
-_SIDE_FILES = ("", "-journal", "-wal", "-shm", OWNER_SUFFIX)
-_NAME = re.compile(r"^(qbench-[0-9a-f]+\.db)(-journal|-wal|-shm|\.owner)?$")
+_SIDE_FILES = ("", "-journal", "-wal", "-shm", HISTORY_SUFFIX, OWNER_SUFFIX)
+_NAME = re.compile(r"^(qbench-[0-9a-f]+\.db)(-journal|-wal|-shm|-history|\.owner)?$")
 # creation times of one process, read twice, differ by rounding only
 _CREATE_TIME_SLACK_S = 0.5
 
@@ -64,10 +64,11 @@ def claim_database(db_path: Path) -> None:
 def release_database(db_path: Path, *, keep: bool) -> None:
     """The job is over: remove its database and owner file, or mark a kept database as kept."""
     owner = _owner_path(db_path)
+    Path(f"{db_path}{HISTORY_SUFFIX}").unlink(missing_ok=True)  # a client queue's history template
     if keep and Path(db_path).exists():
         owner.write_text(json.dumps(_me(kept=True)), encoding="utf-8")
         return
-    remove_database(db_path)
+    remove_database(db_path, history=True)
     owner.unlink(missing_ok=True)  # last: a kill half-way still leaves a dead owner to find
 
 

@@ -32,25 +32,28 @@ class SharedCount:
     and reads the sum, so no lock is shared between processes and a process killed at any
     moment can never leave one held (each cell has one writer; its threads take a local lock)."""
 
-    def __init__(self, cells: Any, index: int, flags: Any = None) -> None:
+    def __init__(self, cells: Any, index: int, flags: Any = None, flags_lock: Lock | None = None) -> None:
         self._cells, self._index = cells, index
         self._lock = threading.Lock()
         # a client-level queue's acks are not fenced: one task may be acknowledged in two
         # processes, so a shared byte per task says whether any process counted it already
         self.flags = flags
+        self._flags_lock = flags_lock
 
     def first_anywhere(self, index: int) -> bool:
         """Whether this is the first ack of backlog task ``index`` in any process (and mark it).
 
-        Two processes acknowledging one task within the same instant can both see it unmarked;
-        only an unfenced queue that hands one task to two workers gets there.
+        The test and the mark are one step under a lock every process shares, taken only
+        here and never while a kill may strike (an ack is in flight: the fence holds kills off).
         """
         flags = self.flags
         if flags is None:
             return True
-        if flags[index]:
-            return False
-        flags[index] = 1
+        assert self._flags_lock is not None
+        with self._flags_lock:
+            if flags[index]:
+                return False
+            flags[index] = 1
         return True
 
     def add(self, n: int) -> int:
@@ -79,12 +82,14 @@ class Shared:
     busy: Any
     # per backlog task, acknowledged in some process (client-level queues only; else None)
     first: Any = None
+    first_lock: Lock | None = None
 
     @classmethod
     def create(cls, ctx: SpawnContext, processes: int, tasks: int = 0) -> Shared:
         """``tasks`` > 0: with a per-task first-ack flag (an unfenced client-level queue)."""
         first = ctx.RawArray("b", tasks) if tasks else None
-        return cls(ctx.RawArray("q", processes), ctx.RawArray("q", processes), first)
+        lock = ctx.Lock() if tasks else None
+        return cls(ctx.RawArray("q", processes), ctx.RawArray("q", processes), first, lock)
 
 
 @dataclass

@@ -122,7 +122,7 @@ def _drain(
     spec: DrainSpec, queue: QueueUnderTest, slot: Slot, shared: Shared, pipe: Connection
 ) -> ChildResult:
     """Run this process's share once the parent releases it."""
-    acks = SharedCount(shared.acks, slot.index, shared.first)
+    acks = SharedCount(shared.acks, slot.index, shared.first, shared.first_lock)
     if slot.mirror is not None:
         queue = FencedQueue(queue, slot, spec.first_id, acks)
         acks = CountedElsewhere(shared.acks, slot.index)
