@@ -25,11 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from qbench.errors import MeasurementError
 from qbench.run.queues.client import Capabilities, ClientQueue, QueueSettings, decode_id, encode_item
 from qbench.run.queues.protocol import Claimed
 from qbench.run.queues.sql import BusyError, Transaction, TxPhase, busy_code
 
 T = TypeVar("T")
+
+
+class QueueOpenError(MeasurementError):
+    """A client-level queue failed to open (before the clock): its set-up statements failed."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,10 @@ class ClientBridge:
     def open_for(self, workers: int) -> int:
         """Open the queue for ``workers`` worker threads: once if they share it, else once each."""
         for _ in range(1 if self.capabilities.shared else workers):
-            self._open.append(self.source.open(self.db_path))
+            try:
+                self._open.append(self.source.open(self.db_path))
+            except sqlite3.Error as exc:  # the library's own set-up statements failed
+                raise QueueOpenError(f"queue={self.source.name} could not open its queue: {exc}") from exc
         self._free = list(self._open)
         return len(self._open)
 
