@@ -13,7 +13,8 @@ The parameterisation is that of the R package ``usl`` (Stefan Moeding,
 CRAN, version 2 and later): all three coefficients are fitted by bounded
 nonlinear least squares, ``lam`` is *not* pinned to the measured X(1), and
 standard errors come from the Jacobian at the optimum scaled by the residual
-variance on ``points - parameters`` degrees of freedom, as ``nls`` does.
+variance on ``points - parameters`` degrees of freedom, as ``nls`` does
+(:mod:`qbench.analysis.usl` holds the curve and those errors).
 
 A fit that cannot be trusted says so through :class:`FitStatus` instead of
 inventing numbers: too few concurrency levels, a flat curve, an optimiser
@@ -31,6 +32,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import least_squares
 
+from qbench.analysis.usl import KAPPA, LAM, SIGMA, jacobian, standard_errors
+from qbench.analysis.usl import usl_throughput as usl_throughput  # the curve the fits fit, public here too
 from qbench.errors import FitInputError
 
 FloatArray = NDArray[np.float64]
@@ -44,8 +47,6 @@ POOR_R_SQUARED = 0.8
 # Per-level means closer than this (relative) are one constant throughput.
 FLAT_RELATIVE_SPREAD = 1e-9
 
-# Coefficient order in parameter vectors: lam, sigma, kappa.
-_LAM, _SIGMA, _KAPPA = 0, 1, 2
 _UPPER = np.array([np.inf, 1.0, 1.0])
 _START_FLOOR = np.array([1e-300, 1e-12, 1e-15])
 # Start grid for sigma and kappa; lam is solved exactly for each grid point.
@@ -64,6 +65,8 @@ _CANDIDATES = (
 # tiny, so the extra iterations cost nothing.
 _TOL = 1e-15
 _MAX_NFEV = 2000
+# One curve's polished starts: (free coefficients, start) -> coefficients, or why the solver failed.
+_Solved = dict[tuple[tuple[bool, bool, bool], bytes], FloatArray | str]
 
 
 class FitStatus(StrEnum):
@@ -116,11 +119,6 @@ class ScalingFit:
         return usl_throughput(np.asarray(n, dtype=float), self.lam, self.sigma, self.kappa)
 
 
-def usl_throughput(n: FloatArray, lam: float, sigma: float, kappa: float) -> FloatArray:
-    """X(N) = lam*N / (1 + sigma*(N-1) + kappa*N*(N-1)), elementwise."""
-    return np.asarray(lam * n / (1.0 + sigma * (n - 1.0) + kappa * n * (n - 1.0)), dtype=float)
-
-
 def fit_usl(n: Sequence[float], x: Sequence[float]) -> ScalingFit:
     """Fit the Universal Scalability Law to throughput ``x`` at concurrency ``n``.
 
@@ -150,7 +148,23 @@ def fit_amdahl(n: Sequence[float], x: Sequence[float]) -> ScalingFit:
     return _fit("amdahl", n, x, free_kappa=False)
 
 
-def _fit(model: str, n_in: Sequence[float], x_in: Sequence[float], *, free_kappa: bool) -> ScalingFit:
+def fit_both(n: Sequence[float], x: Sequence[float]) -> tuple[ScalingFit, ScalingFit]:
+    """:func:`fit_usl` and :func:`fit_amdahl` of one curve: the same two fits for less work, as
+    every start Amdahl's law polishes is one of the USL's (those holding kappa at 0)."""
+    solved: _Solved = {}
+    return _fit("usl", n, x, free_kappa=True, solved=solved), _fit(
+        "amdahl", n, x, free_kappa=False, solved=solved
+    )
+
+
+def _fit(
+    model: str,
+    n_in: Sequence[float],
+    x_in: Sequence[float],
+    *,
+    free_kappa: bool,
+    solved: _Solved | None = None,
+) -> ScalingFit:
     n, x = _validated(n_in, x_in)
     levels, inverse = np.unique(n, return_inverse=True)
     needed = USL_MIN_LEVELS if free_kappa else AMDAHL_MIN_LEVELS
@@ -175,7 +189,9 @@ def _fit(model: str, n_in: Sequence[float], x_in: Sequence[float], *, free_kappa
             n.size,
         )
 
-    theta, failure = _search(n, x, levels, means, counts, free_kappa=free_kappa)
+    theta, failure = _search(
+        n, x, levels, means, counts, free_kappa=free_kappa, solved=solved if solved is not None else {}
+    )
     if theta is None:
         return ScalingFit(model, FitStatus.FAILED, f"the {model} optimiser failed: {failure}.", n.size)
     return _result(model, n, x, theta, n_params)
@@ -189,14 +205,16 @@ def _search(
     counts: FloatArray,
     *,
     free_kappa: bool,
+    solved: _Solved,
 ) -> tuple[FloatArray | None, str]:
     """Least-squares coefficients over the box, or None and why not.
 
     The constrained optimum often sits on a bound (kappa = 0 for a curve
     without a peak), which an interior solver only creeps towards; so each
     bound at 0 is also tried exactly, as a candidate with that coefficient held.
+    ``solved`` holds the starts already polished on these data (by the other model).
     """
-    candidates = [c for c in _CANDIDATES if free_kappa or not c[_KAPPA]]
+    candidates = [c for c in _CANDIDATES if free_kappa or not c[KAPPA]]
     # Residuals below 1e-10 of the data are rounding noise, not a better fit.
     noise = 1e-20 * float(x @ x)
     best: tuple[float, FloatArray] | None = None
@@ -204,10 +222,9 @@ def _search(
         for free in candidates:
             failures: list[str] = []
             for start in _starts(levels, means, counts, free):
-                try:
-                    theta = _solve(n, x, start, np.array(free))
-                except (ValueError, ArithmeticError, RuntimeError, np.linalg.LinAlgError) as exc:
-                    failures.append(str(exc) or type(exc).__name__)
+                theta = _polished(n, x, start, free, solved)
+                if isinstance(theta, str):
+                    failures.append(theta)
                     continue
                 sse = _sse(n, x, theta)
                 if not (np.all(np.isfinite(theta)) and math.isfinite(sse)):
@@ -222,6 +239,19 @@ def _search(
                 return None, failures[0] if failures else "no usable start"
     assert best is not None  # for mypy: the loop returns when the first candidate fails
     return best[1], ""
+
+
+def _polished(
+    n: FloatArray, x: FloatArray, start: FloatArray, free: tuple[bool, bool, bool], solved: _Solved
+) -> FloatArray | str:
+    """:func:`_solve` of one start, or why it failed; each worked out once per curve."""
+    key = (free, start.tobytes())
+    if key not in solved:
+        try:
+            solved[key] = _solve(n, x, start, np.array(free))
+        except (ValueError, ArithmeticError, RuntimeError, np.linalg.LinAlgError) as exc:
+            solved[key] = str(exc) or type(exc).__name__
+    return solved[key]
 
 
 def _validated(n_in: Sequence[float], x_in: Sequence[float]) -> tuple[FloatArray, FloatArray]:
@@ -255,8 +285,8 @@ def _starts(
     Repeated points at one level weigh like their mean counted ``counts``
     times, so the grid works on level means and stays cheap.
     """
-    sigmas = _SIGMA_GRID if free[_SIGMA] else np.zeros(1)
-    kappas = _KAPPA_GRID if free[_KAPPA] else np.zeros(1)
+    sigmas = _SIGMA_GRID if free[SIGMA] else np.zeros(1)
+    kappas = _KAPPA_GRID if free[KAPPA] else np.zeros(1)
     s_mesh, k_mesh = np.meshgrid(sigmas, kappas, indexing="ij")
     s, k = s_mesh.ravel(), k_mesh.ravel()
     shape = levels / (1.0 + s[:, None] * (levels - 1.0) + k[:, None] * levels * (levels - 1.0))
@@ -271,8 +301,8 @@ def _solve(n: FloatArray, x: FloatArray, start: FloatArray, free: NDArray[np.boo
     theta = start.copy()
     if free.sum() == 1:
         # lam alone enters linearly: its least-squares value is exact.
-        shape = usl_throughput(n, 1.0, theta[_SIGMA], theta[_KAPPA])
-        theta[_LAM] = float(shape @ x / (shape @ shape))
+        shape = usl_throughput(n, 1.0, theta[SIGMA], theta[KAPPA])
+        theta[LAM] = float(shape @ x / (shape @ shape))
         return theta
     lower = np.zeros(int(free.sum()))
     upper = _UPPER[free]
@@ -281,16 +311,16 @@ def _solve(n: FloatArray, x: FloatArray, start: FloatArray, free: NDArray[np.boo
 
     def residuals(q: FloatArray) -> FloatArray:
         theta[free] = q
-        return usl_throughput(n, theta[_LAM], theta[_SIGMA], theta[_KAPPA]) - x
+        return usl_throughput(n, theta[LAM], theta[SIGMA], theta[KAPPA]) - x
 
-    def jacobian(q: FloatArray) -> FloatArray:
+    def derivatives(q: FloatArray) -> FloatArray:
         theta[free] = q
-        return _jacobian(n, theta)[:, free]
+        return jacobian(n, theta)[:, free]
 
     res = least_squares(
         residuals,
         x0,
-        jac=jacobian,
+        jac=derivatives,
         bounds=(lower, upper),
         method="trf",
         x_scale="jac",
@@ -305,16 +335,8 @@ def _solve(n: FloatArray, x: FloatArray, start: FloatArray, free: NDArray[np.boo
     return theta
 
 
-def _jacobian(n: FloatArray, theta: FloatArray) -> FloatArray:
-    """d X(N) / d (lam, sigma, kappa), one row per point."""
-    lam, sigma, kappa = theta
-    denom = 1.0 + sigma * (n - 1.0) + kappa * n * (n - 1.0)
-    d_sigma = -lam * n * (n - 1.0) / denom**2
-    return np.column_stack((n / denom, d_sigma, d_sigma * n))
-
-
 def _sse(n: FloatArray, x: FloatArray, theta: FloatArray) -> float:
-    resid = usl_throughput(n, theta[_LAM], theta[_SIGMA], theta[_KAPPA]) - x
+    resid = usl_throughput(n, theta[LAM], theta[SIGMA], theta[KAPPA]) - x
     return float(resid @ resid)
 
 
@@ -327,32 +349,8 @@ def _improves(sse: float, n_free: int, best: tuple[float, FloatArray], noise: fl
     best_sse, best_theta = best
     if sse < best_sse * (1.0 - 1e-9) - noise:
         return True
-    best_free = 1 + int(best_theta[_SIGMA] != 0.0) + int(best_theta[_KAPPA] != 0.0)
+    best_free = 1 + int(best_theta[SIGMA] != 0.0) + int(best_theta[KAPPA] != 0.0)
     return sse <= best_sse * (1.0 + 1e-9) + noise and n_free < best_free
-
-
-def _standard_errors(n: FloatArray, theta: FloatArray, sse: float, n_params: int) -> list[float | None]:
-    """Asymptotic standard errors, as R's ``nls`` and ``usl`` compute them.
-
-    The Jacobian covers every coefficient of the model, also one held at a
-    bound, so a coefficient at 0 still reports how well the data pin it.
-    """
-    dof = n.size - n_params
-    jac = _jacobian(n, theta)[:, :n_params]
-    # Column scaling keeps J^T J invertible in floating point when lam is
-    # large and kappa tiny.
-    scale = np.linalg.norm(jac, axis=0)
-    if dof <= 0 or not np.all(np.isfinite(scale)) or np.any(scale == 0):
-        return [None] * n_params
-    scaled = jac / scale
-    try:
-        cov = np.linalg.inv(scaled.T @ scaled) / np.outer(scale, scale) * (sse / dof)
-    except np.linalg.LinAlgError:
-        return [None] * n_params
-    out: list[float | None] = []
-    for var in np.diag(cov):
-        out.append(math.sqrt(var) if math.isfinite(var) and var >= 0 else None)
-    return out
 
 
 def _result(model: str, n: FloatArray, x: FloatArray, theta: FloatArray, n_params: int) -> ScalingFit:
@@ -360,7 +358,7 @@ def _result(model: str, n: FloatArray, x: FloatArray, theta: FloatArray, n_param
     sse = _sse(n, x, theta)
     sst = float(np.sum((x - x.mean()) ** 2))
     r_squared = 1.0 - sse / sst
-    ses = _standard_errors(n, theta, sse, n_params)
+    ses = standard_errors(n, theta, sse, n_params)
     if kappa > 0.0:
         n_star = math.sqrt((1.0 - sigma) / kappa)
         x_max = float(usl_throughput(np.array(n_star), lam, sigma, kappa))
@@ -389,11 +387,11 @@ def _result(model: str, n: FloatArray, x: FloatArray, theta: FloatArray, n_param
         message=message,
         points=n.size,
         lam=lam,
-        lam_se=ses[_LAM],
+        lam_se=ses[LAM],
         sigma=sigma,
-        sigma_se=ses[_SIGMA],
+        sigma_se=ses[SIGMA],
         kappa=kappa,
-        kappa_se=ses[_KAPPA] if n_params == 3 else None,
+        kappa_se=ses[KAPPA] if n_params == 3 else None,
         r_squared=r_squared,
         n_star=n_star,
         x_max=x_max,

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qbench.analysis.fits import FitStatus, ScalingFit, fit_amdahl, fit_usl, usl_throughput
+from qbench.analysis.fits import FitStatus, ScalingFit, fit_both, usl_throughput
 
 MODELS = ("usl", "amdahl")
 # Fits whose curves are drawn: only an ok fit. A poor fit drawn as a line reads as a model
@@ -86,8 +86,9 @@ def scaling_table(frame: pd.DataFrame, summary: pd.DataFrame, keys: list[str]) -
             workers_min=int(n.min()) if len(n) else 0,
             workers_max=int(n.max()) if len(n) else 0,
         )
-        row.update(_fit_columns("usl", fit_usl(n.tolist(), x.tolist())))
-        row.update(_fit_columns("amdahl", fit_amdahl(n.tolist(), x.tolist())))
+        usl, amdahl = fit_both(n.tolist(), x.tolist())
+        row.update(_fit_columns("usl", usl))
+        row.update(_fit_columns("amdahl", amdahl))
         rows.append(row)
     return pd.DataFrame(rows)
 
