@@ -23,8 +23,8 @@ from .synthetic import config_columns, write_job
     ("warmup", "iterations", "positions"),
     [
         (0, 1, {0, 1}),  # before the only iteration and after it
-        (1, 3, {1, 2, 3, 4}),  # after the warmup, between each, after the last
-        (2, 10, {2, 4, 7, 10, 12}),  # at most MAX_REPEATS, evenly spread
+        (1, 2, {1, 2, 3}),  # after the warmup, between each, after the last
+        (2, 10, {2, 7, 12}),  # at most MAX_REPEATS, evenly spread
     ],
 )
 def test_repeats_run_after_the_warmup_between_iterations_and_after_the_last(

@@ -175,7 +175,7 @@ MEASURE_COLUMNS: tuple[Column, ...] = (
         "ceiling_repeats",
         _I,
         "ceiling runs in the job: one after the warmup, one after the last measured iteration, the"
-        " rest evenly between (at most 5)",
+        " rest evenly between (at most 3)",
     ),
     Column(
         "ceiling_tps_spread",

@@ -101,7 +101,7 @@ def measure_ceiling(
 
 # Repeats of the ceiling per job: one before the first measured iteration, one after the last,
 # the rest evenly between (iterations + 1 when there are fewer gaps than this).
-MAX_REPEATS = 5
+MAX_REPEATS = 3
 
 
 def repeat_positions(
