@@ -1,5 +1,5 @@
 """litequeue's ``LiteQueue`` as a client-level queue (tested with litequeue 0.9 on Python 3.11,
-the newest release there; 0.14 needs Python 3.12 and is driven through the same calls).
+the newest release there, and 0.14, which needs Python 3.12, on 3.12.1: the contract tests).
 
 ``pop`` marks the oldest ready message locked in one ``BEGIN IMMEDIATE``
 transaction, ``done`` marks it done. A message locked for longer than
