@@ -18,7 +18,7 @@ import sqlite3
 import time
 from typing import Any, ClassVar
 
-from qbench.run.queues.client import Capabilities, Delivery, QueueSettings
+from qbench.run.queues.client import Capabilities, Delivery, QueueSettings, read_in_effect
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS fifo (
@@ -108,11 +108,7 @@ class FifoQueue:
 
     def in_effect(self) -> dict[str, Any]:
         conn = self.conn
-        return {
-            "journal_mode": conn.execute("PRAGMA journal_mode").fetchone()[0],
-            "synchronous": conn.execute("PRAGMA synchronous").fetchone()[0],
-            "busy_timeout_ms": conn.execute("PRAGMA busy_timeout").fetchone()[0],
-        }
+        return read_in_effect(conn)
 
     def close(self) -> None:
         if self._conn is not None:

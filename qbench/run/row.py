@@ -18,6 +18,7 @@ from qbench.run.database import Backlog, DatabaseCheck
 from qbench.run.executors import DrainResult
 from qbench.run.metrics import DrainStats, Seconds, max_ms, percentiles_ms
 from qbench.run.pragmas import ConnectionSettings
+from qbench.run.queues.client import SYNCHRONOUS_LEVEL
 from qbench.run.workloads.open_loop import (
     LATE_THRESHOLD_S,
     OpenLoop,
@@ -170,7 +171,7 @@ def queue_columns(library: str, settings: ConnectionSettings, check: DatabaseChe
         level = "statement"
         journal, synchronous, busy = (
             str(settings.journal_mode),
-            _SYNCHRONOUS_LEVEL.get(str(settings.synchronous)),
+            SYNCHRONOUS_LEVEL.get(str(settings.synchronous)),
             settings.busy_timeout_ms,
         )
     else:
@@ -184,9 +185,6 @@ def queue_columns(library: str, settings: ConnectionSettings, check: DatabaseChe
         "queue_synchronous_in_effect": None if synchronous is None else int(str(synchronous)),
         "queue_busy_timeout_ms_in_effect": None if busy is None else int(str(busy)),
     }
-
-
-_SYNCHRONOUS_LEVEL = {"off": 0, "normal": 1, "full": 2, "extra": 3}
 
 
 def ceiling_columns(repeats: CeilingRepeats, throughput_tps: float | None) -> Row:

@@ -57,6 +57,8 @@ QUEUE_KEYS = (
 )
 
 _ID_BYTES = 8
+# PRAGMA synchronous levels by name, as SQLite reads them back
+SYNCHRONOUS_LEVEL = {"off": 0, "normal": 1, "full": 2, "extra": 3}
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,16 @@ CLIENT_METHODS = ("open", "put_many", "get", "ack", "close")
 STATEMENT_METHODS = ("create_schema", "enqueue", "claim", "ack", "requeue_expired", "count_by_state")
 
 
+def read_in_effect(conn: Any) -> dict[str, Any]:
+    """What a sqlite3 connection runs with, for ``in_effect()``: journal mode, synchronous level
+    and busy timeout, read back with PRAGMAs."""
+    return {
+        "journal_mode": conn.execute("PRAGMA journal_mode").fetchone()[0],
+        "synchronous": conn.execute("PRAGMA synchronous").fetchone()[0],
+        "busy_timeout_ms": conn.execute("PRAGMA busy_timeout").fetchone()[0],
+    }
+
+
 def encode_item(task_id: int, payload: bytes) -> bytes:
     """The item qbench enqueues for a task: its id (8 bytes, big-endian), then the payload."""
     return task_id.to_bytes(_ID_BYTES, "big") + payload
@@ -139,10 +151,12 @@ __all__ = [
     "CLIENT_METHODS",
     "QUEUE_KEYS",
     "STATEMENT_METHODS",
+    "SYNCHRONOUS_LEVEL",
     "Capabilities",
     "ClientQueue",
     "Delivery",
     "QueueSettings",
     "decode_id",
     "encode_item",
+    "read_in_effect",
 ]

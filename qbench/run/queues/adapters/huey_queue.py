@@ -20,9 +20,7 @@ import huey
 from huey.storage import SqliteStorage
 
 from qbench.kinds import Delivery
-from qbench.run.queues.client import Capabilities, QueueSettings
-
-_LEVEL = {"off": 0, "normal": 1, "full": 2, "extra": 3}
+from qbench.run.queues.client import SYNCHRONOUS_LEVEL, Capabilities, QueueSettings, read_in_effect
 
 
 class HueyQueue:
@@ -49,7 +47,7 @@ class HueyQueue:
         )
         if fsync is None:  # normal or extra: on huey's own connection, before any task
             with storage.lock:
-                storage.conn.execute(f"pragma synchronous={_LEVEL[settings.synchronous]}")
+                storage.conn.execute(f"pragma synchronous={SYNCHRONOUS_LEVEL[settings.synchronous]}")
         self._storage = storage
 
     @property
@@ -74,11 +72,7 @@ class HueyQueue:
         storage = self.storage
         with storage.lock:
             conn = storage.conn
-            return {
-                "journal_mode": conn.execute("pragma journal_mode").fetchone()[0],
-                "synchronous": conn.execute("pragma synchronous").fetchone()[0],
-                "busy_timeout_ms": conn.execute("pragma busy_timeout").fetchone()[0],
-            }
+            return read_in_effect(conn)
 
     def close(self) -> None:
         if self._storage is not None:

@@ -25,9 +25,8 @@ from typing import Any, ClassVar
 import litequeue
 
 from qbench.kinds import Delivery
-from qbench.run.queues.client import Capabilities, QueueSettings
+from qbench.run.queues.client import SYNCHRONOUS_LEVEL, Capabilities, QueueSettings, read_in_effect
 
-_LEVEL = {"off": 0, "normal": 1, "full": 2, "extra": 3}
 # 0.14 and later: done(message_id, *, claim_id), retry_expired(threshold_seconds)
 _FENCED = "claim_id" in inspect.signature(litequeue.LiteQueue.done).parameters
 
@@ -54,7 +53,7 @@ class LiteQueueQueue:
     def open(self, db_path: str, settings: QueueSettings) -> None:
         queue = litequeue.LiteQueue(db_path, timeout=settings.busy_timeout_ms / 1000.0)
         if settings.synchronous != "normal":  # litequeue sets NORMAL itself
-            queue.conn.execute(f"PRAGMA synchronous = {_LEVEL[settings.synchronous]}")
+            queue.conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS_LEVEL[settings.synchronous]}")
         self._queue, self._lease_s = queue, settings.lease_s
 
     @property
@@ -97,11 +96,7 @@ class LiteQueueQueue:
 
     def in_effect(self) -> dict[str, Any]:
         conn = self.queue.conn
-        return {
-            "journal_mode": conn.execute("PRAGMA journal_mode").fetchone()[0],
-            "synchronous": conn.execute("PRAGMA synchronous").fetchone()[0],
-            "busy_timeout_ms": conn.execute("PRAGMA busy_timeout").fetchone()[0],
-        }
+        return read_in_effect(conn)
 
     def close(self) -> None:
         if self._queue is not None:

@@ -23,9 +23,7 @@ from typing import Any, ClassVar
 from persistqueue import Empty, SQLiteAckQueue
 
 from qbench.kinds import Delivery
-from qbench.run.queues.client import Capabilities, QueueSettings
-
-_LEVEL = {"off": 0, "normal": 1, "full": 2, "extra": 3}
+from qbench.run.queues.client import SYNCHRONOUS_LEVEL, Capabilities, QueueSettings, read_in_effect
 
 
 class PersistQueueQueue:
@@ -50,7 +48,7 @@ class PersistQueueQueue:
             timeout=settings.busy_timeout_ms / 1000.0,
             auto_resume=True,
         )
-        level = _LEVEL[settings.synchronous]
+        level = SYNCHRONOUS_LEVEL[settings.synchronous]
         connections: list[Any] = [queue._getter, queue._putter]
         for conn in {id(c): c for c in connections}.values():
             conn.execute(f"PRAGMA synchronous = {level}")
@@ -81,11 +79,7 @@ class PersistQueueQueue:
         queue = self.queue
         with queue.tran_lock:
             conn: Any = queue._putter
-            return {
-                "journal_mode": conn.execute("PRAGMA journal_mode").fetchone()[0],
-                "synchronous": conn.execute("PRAGMA synchronous").fetchone()[0],
-                "busy_timeout_ms": conn.execute("PRAGMA busy_timeout").fetchone()[0],
-            }
+            return read_in_effect(conn)
 
     def close(self) -> None:
         if self._queue is not None:
