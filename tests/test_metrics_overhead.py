@@ -10,16 +10,14 @@ from pathlib import Path
 import pytest
 
 from qbench.kinds import ExecutorKind, MetricsLevel, PoolKind, ServiceKind
-from qbench.run.database import prepare_database
 from qbench.run.executors import EXECUTORS, DrainResult, drain_spec
 from qbench.run.executors.common import Ledger
 from qbench.run.metrics import DrainStats
-from qbench.run.pragmas import connection_settings
-from qbench.run.queues import make_queue
 from qbench.run.queues.protocol import Claimed
 from qbench.settings import Config
 
 from .conftest import small_config
+from .test_thread_executor import prepared
 
 TASKS = 120
 
@@ -37,17 +35,7 @@ def _drain(tmp_path: Path, kind: ExecutorKind, level: MetricsLevel, **changes: o
 
 
 def _run(cfg: Config, tmp_path: Path) -> DrainResult:
-    db_path = tmp_path / "m.db"
-    queue = make_queue(cfg)
-    backlog = prepare_database(
-        db_path,
-        queue,
-        connection_settings(cfg),
-        history_rows=0,
-        tasks=cfg.tasks,
-        payload=b"p",
-        enqueue_batch=100,
-    )
+    db_path, queue, backlog = prepared(cfg, tmp_path)
     result = EXECUTORS[cfg.executor.kind](drain_spec(cfg, db_path, backlog.first_id), queue)
     assert result.stats.tasks_acked == cfg.tasks
     return result
