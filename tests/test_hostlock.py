@@ -295,11 +295,20 @@ def test_an_unknown_launcher_gets_the_generic_line() -> None:
     assert "pip install" not in line
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None,
-    reason="the Optuna sweeper is installed",
-)
-def test_the_optuna_sweeper_when_not_installed_names_its_extra() -> None:
+def test_the_optuna_sweeper_when_not_installed_names_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end through preflight. The test extra installs the plugin, so its config is taken out
+    of Hydra's store (and qbench's own registration of it pointed at a module that does not
+    exist): the refusal is checked whether or not the plugin is installed."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    from qbench.app import plugins
+
+    Plugins.instance()  # the plugins' configs are registered once per process: register them now
+    monkeypatch.setattr(plugins, "OPTUNA_CONFIG", "hydra_plugins.qbench_test_no_such_sweeper")
+    sweepers = ConfigStore.instance().repo["hydra"]["sweeper"]
+    if "optuna.yaml" in sweepers:
+        monkeypatch.delitem(sweepers, "optuna.yaml")
     line = _refusal(["-m", "workers=1,2", "hydra/sweeper=optuna"])
     assert line.endswith("pip install 'qbench[optuna]'")
 
