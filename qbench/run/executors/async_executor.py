@@ -46,8 +46,8 @@ from qbench.run.executors.common import (
     LivelockWatch,
     SharedAcks,
     backoff_s,
+    finished,
     service_times,
-    timeout_error,
 )
 from qbench.run.executors.interrupts import Interrupts, run_interruptibly
 from qbench.run.executors.pool import ConnectionPool, on_thread
@@ -383,8 +383,4 @@ def run_drain(
     result = run_interruptibly(
         lambda interrupts: _drain(spec, queue, on_progress, monitor, interrupts, shared)
     )
-    if result.livelock is not None:
-        raise result.livelock
-    if result.timed_out:
-        raise timeout_error(spec, result.stats)
-    return result
+    return finished(spec, result)

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from qbench.errors import DrainTimeoutError, LivelockError
 from qbench.kinds import BusyPolicy
-from qbench.run.executors.protocol import DrainSpec
+from qbench.run.executors.protocol import DrainResult, DrainSpec
 from qbench.run.metrics import DrainStats
 from qbench.run.queues.protocol import Claimed
 from qbench.run.service import ServiceTimes
@@ -225,3 +225,17 @@ __all__ = [
     "service_times",
     "timeout_error",
 ]
+
+
+def finished(spec: DrainSpec, result: DrainResult) -> DrainResult:
+    """The drain's result, or the error that ended it: the watchdog's livelock, or the timeout.
+
+    Raises:
+        LivelockError: the watchdog found no first ack for ``spec.watchdog_s`` while busy errors grew.
+        DrainTimeoutError: the backlog was not drained within ``spec.timeout_s``.
+    """
+    if result.livelock is not None:
+        raise result.livelock
+    if result.timed_out:
+        raise timeout_error(spec, result.stats)
+    return result

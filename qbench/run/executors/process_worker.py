@@ -129,13 +129,15 @@ def _drain(
     started: list[float] = []
 
     def at_start(t_start: float) -> None:  # the pool is open: say so, wait for the release
+        # CPU and I/O are read before the wait, which uses neither: after "go" the drain
+        # starts at once, with no /proc reads between the parent's clock and the first claim
+        cpu = psutil.Process().cpu_times()
+        slot.at_release[:] = [cpu.user, cpu.system, *_io()]
         pipe.send(("ready", t_start))
         # a message on a pipe, not a shared Event: an Event's set() waits for every sleeper
         # to wake, forever if one was killed while it waited
         if not pipe.poll(START_TIMEOUT_S) or pipe.recv() != "go":
             raise Aborted(f"worker process {slot.index} was not released")
-        cpu = psutil.Process().cpu_times()
-        slot.at_release[:] = [cpu.user, cpu.system, *_io()]
         started.append(t_start)
 
     mine = dataclasses.replace(

@@ -40,9 +40,9 @@ from qbench.run.executors.common import (
     LivelockWatch,
     SharedAcks,
     backoff_s,
+    finished,
     merge_stats,
     service_times,
-    timeout_error,
 )
 from qbench.run.executors.lenders import Own, Shared
 from qbench.run.executors.protocol import DrainResult, DrainSpec, ProgressSink
@@ -376,8 +376,4 @@ def run_drain_threads(
         KeyboardInterrupt: Ctrl-C: raised once the workers have stopped and every connection is closed.
     """
     result = _run(spec, queue, on_progress, monitor, shared)
-    if result.livelock is not None:
-        raise result.livelock
-    if result.timed_out:
-        raise timeout_error(spec, result.stats)
-    return result
+    return finished(spec, result)
