@@ -92,6 +92,10 @@ def refusal(args: list[str]) -> str:
         ),
         (["workers=range(1,4)", "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0 is not allowed"),
         (["workers=range(1,4)", "hydra.sweeper.n_jobs=0"], "hydra.sweeper.n_jobs=0 is not allowed"),
+        (
+            ["hydra.sweeper.search_space.workers=1"],
+            "hydra.sweeper.search_space.workers='1' is not allowed: give the search space as sweep values",
+        ),
     ],
 )
 def test_the_search_space_is_checked_like_a_sweep(args: list[str], expected: str) -> None:

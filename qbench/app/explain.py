@@ -177,10 +177,30 @@ def _not_installed(text: str, overrides: Sequence[str]) -> str | None:
     return missing_plugin(found[1], found[2], None if chosen == "?" else chosen)
 
 
+_SEARCH_SPACE = "hydra.sweeper.search_space"
+
+
+def _search_space(overrides: Sequence[str]) -> str | None:
+    """The optuna sweeper's ``search_space`` (null by default, so Hydra cannot set a key under it
+    from the command line): say how a search space is given instead."""
+    for override in overrides:
+        key, eq, value = override.lstrip("+~").partition("=")
+        if eq and (key == _SEARCH_SPACE or key.startswith(_SEARCH_SPACE + ".")):
+            return str(
+                ConfigError(
+                    key,
+                    value,
+                    "give the search space as sweep values on the command line"
+                    " (workers=range(1,20) 'journal=choice(wal,delete)') or under hydra.sweeper.params",
+                )
+            )
+    return None
+
+
 def explain(exc: BaseException, overrides: Sequence[str]) -> str:
     """One line for a Hydra/OmegaConf composition error, naming the key where one is known."""
     text = str(exc)
-    not_installed = _not_installed(text, overrides)
+    not_installed = _not_installed(text, overrides) or _search_space(overrides)
     if not_installed:
         return not_installed
     unparsed = getattr(exc, "override", None)  # OverrideParseException: the line it could not parse
