@@ -15,8 +15,8 @@ from qbench.analysis.knee import FloatArray, significantly_slower
 from qbench.analysis.search import SearchResult, SearchStatus, golden_search, most_jobs
 from qbench.errors import PlanError
 from qbench.plan.cli import main as plan_main
-from qbench.plan.search import Search, run_search
-from qbench.plan.spec import load_plan
+from qbench.plan.search import Search, read_search_best, run_search
+from qbench.plan.spec import find_references, load_plan
 
 WORKERS = list(range(1, 21))
 
@@ -207,6 +207,10 @@ def test_a_search_stage_runs_end_to_end_and_feeds_a_later_stage(
     capsys.readouterr()
     assert plan_main([str(path), "--outputs", str(outputs), "--dry-run"]) == 0
     assert f"    workers={record['best']}\n" in capsys.readouterr().out
+    # ${find.search_best}: the search's own answer, whatever key it searched
+    path.write_text(path.read_text().replace("${find.best_workers}", "${find.search_best}"))
+    assert plan_main([str(path), "--outputs", str(outputs), "--dry-run"]) == 0
+    assert f"    workers={record['best']}\n" in capsys.readouterr().out
 
     # resumable: with its record gone, a re-run replays the search from the jobs on disk
     (outputs / "plans" / "p" / "find" / "stage.json").unlink()
@@ -215,6 +219,49 @@ def test_a_search_stage_runs_end_to_end_and_feeds_a_later_stage(
     assert plan_main([str(path), "--outputs", str(outputs)]) == 0
     assert json.loads((run_dir / "search.json").read_text()) == record
     assert {p: p.stat().st_mtime_ns for p in jobs} == written, "finished jobs are kept, not run again"
+
+
+@pytest.mark.parametrize(
+    ("reference", "expected"),
+    [
+        ("${base.search_best}", "stage 'base' is no search"),
+        ("${around:find.search_best}", "search_best is a search stage's one answer, taken as it is"),
+        ("${find.search_best@journal_mode=wal}", "no @column=value, around or beyond"),
+    ],
+)
+def test_search_best_is_taken_only_from_a_search_as_is(tmp_path: Path, reference: str, expected: str) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "stages:\n  base: {sweep: {grid: {workers: [1, 2]}}}\n"
+        f"  find: {{needs: [base], search: {{overrides: [{TINY}], key: workers, range: [1, 4]}}}}\n"
+        f"  after: {{needs: [find], sweep: {{overrides: ['workers={reference}']}}}}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(PlanError) as exc:
+        load_plan(path)
+    assert expected in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "stage 'find' left no search record"),
+        ("{not json", "is not readable"),
+        ('{"best": null}', "recorded no numeric answer (None)"),
+        ('{"best": 2.5e3}', 2500.0),
+    ],
+)
+def test_search_best_reads_the_search_record(tmp_path: Path, content: str | None, expected: object) -> None:
+    ref = find_references("${find.search_best}")[0]
+    record = tmp_path / "search.json"
+    if content is not None:
+        record.write_text(content, encoding="utf-8")
+    if isinstance(expected, float):
+        assert read_search_best(record, ref) == expected
+        return
+    with pytest.raises(PlanError) as exc:
+        read_search_best(record, ref)
+    assert str(expected) in str(exc.value)
 
 
 def test_the_search_example_covers_research_yaml_worker_range() -> None:

@@ -36,8 +36,8 @@ from qbench.plan.describe import describe_stage, print_status
 from qbench.plan.resolve import Resolved, conf_digest, expand, read_recommendation
 from qbench.plan.resolve import fmt as _fmt
 from qbench.plan.safety import split_sweep_dir
-from qbench.plan.search import run_search
-from qbench.plan.spec import Plan, Reference, Stage, find_references
+from qbench.plan.search import SEARCH_FILE, read_search_best, run_search
+from qbench.plan.spec import SEARCH_FIELD, Plan, Reference, Stage, find_references
 from qbench.results.columns import SCHEMA_VERSION
 from qbench.results.status import JobStatus
 from qbench.results.writer import write_bytes
@@ -90,6 +90,8 @@ class Runner:
     def _recommendation(self, ref: Reference) -> Any:
         if not self.done(ref.stage):
             raise Unresolved(ref.text)
+        if ref.field == SEARCH_FIELD:
+            return read_search_best(self.run_dir(ref.stage) / SEARCH_FILE, ref)
         return read_recommendation(self.sweep_dir(ref.stage) / "recommendations.parquet", ref)
 
     def _expand(self, ref: Reference, value: Any) -> list[str]:

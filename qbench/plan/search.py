@@ -224,6 +224,23 @@ def run_search(
     return None
 
 
+def read_search_best(path: Path, ref: Any) -> int | float:
+    """``${STAGE.search_best}``: the answer a search stage recorded in its ``search.json``.
+
+    Raises:
+        PlanError: no record, not readable, or no numeric answer in it.
+    """
+    try:
+        best = json.loads(path.read_text(encoding="utf-8")).get("best")
+    except FileNotFoundError:
+        raise PlanError(f"{ref.text}: stage '{ref.stage}' left no search record ({path})") from None
+    except (OSError, ValueError, AttributeError) as exc:
+        raise PlanError(f"{ref.text}: {path} is not readable ({exc})") from None
+    if not _number(best):
+        raise PlanError(f"{ref.text}: stage '{ref.stage}' recorded no numeric answer ({best!r})")
+    return typing.cast(int | float, best)
+
+
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 

@@ -62,7 +62,10 @@ STAGE_KEYS = {"needs", "sweep", "analysis", "search", "description", "when"}
 SWEEP_KEYS = {"overrides", "grid"}
 ANALYSES = ("aggregate", "recommend", "report", "compare")
 # fields that stand for a number on a grid: ${around:...} and ${beyond:...} take only these
+# a search stage's own answer (search.json's `best`: workers, a rate, any key it searched)
+SEARCH_FIELD = "search_best"
 NUMERIC_FIELDS = {
+    SEARCH_FIELD,
     "best_workers",
     "knee_workers",
     "busy_onset_workers",
@@ -71,6 +74,7 @@ NUMERIC_FIELDS = {
     "claim_batch",
 }
 RECOMMENDATION_FIELDS = {
+    SEARCH_FIELD,
     "best_workers",
     "knee_workers",
     "busy_onset_workers",
@@ -263,6 +267,14 @@ def _check_reference(plan: Plan, stage: Stage, upstream: set[str], ref: Referenc
             plan.path,
             where,
             f"{ref.text}: {ref.expand} needs a numeric field ({', '.join(sorted(NUMERIC_FIELDS))})",
+        )
+    if ref.field == SEARCH_FIELD and (plan.stages[ref.stage].search is None or ref.where or ref.expand):
+        raise _fail(
+            plan.path,
+            where,
+            f"{ref.text}: {SEARCH_FIELD} is a search stage's one answer, taken as it is"
+            " (no @column=value, around or beyond)"
+            + ("" if plan.stages[ref.stage].search is not None else f"; stage '{ref.stage}' is no search"),
         )
     if ref.where is not None:
         problem = where_problem(*ref.where)
