@@ -7,16 +7,20 @@ throughput and the ratio of medians with its bootstrap CI.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
-from qbench.analysis.stats import compare_many
+from qbench.analysis.stats import Comparison, Samples, compare_many
 from qbench.analysis.summary import iterations_by_config
 from qbench.analysis.thresholds import Thresholds
 
 Row = Mapping[str, Any]
+
+# Pairs compared in one call of compare_many: their resampled ratios (pairs x resamples, 8 MB at
+# 2,000 resamples) are all that call holds, not those of thousands of pairs at once.
+COMPARE_SLICE = 500
 
 # Keys compared one at a time; a tuple moves together (a journal brings its synchronous level).
 DIMENSIONS: dict[str, tuple[str, ...]] = {
@@ -70,6 +74,16 @@ def _pairs(
     return found
 
 
+def _compare(pairs: Sequence[tuple[Samples, Samples]], t: Thresholds) -> list[Comparison]:
+    """:func:`compare_many` of every pair, a slice of pairs at a time: the same tests as one call
+    (each pair's are its own, and each size's resamples are drawn from the same seed in every call)."""
+    tests: list[Comparison] = []
+    for start in range(0, len(pairs), COMPARE_SLICE):
+        part = pairs[start : start + COMPARE_SLICE]
+        tests.extend(compare_many(part, alpha=t.alpha, resamples=t.bootstrap_resamples))
+    return tests
+
+
 def comparisons(frame: pd.DataFrame, summary: pd.DataFrame, keys: list[str], t: Thresholds) -> pd.DataFrame:
     """Pairs of configs that differ in exactly one dimension: rank test and effect with CI.
 
@@ -79,11 +93,7 @@ def comparisons(frame: pd.DataFrame, summary: pd.DataFrame, keys: list[str], t: 
     samples = iterations_by_config(frame)
     found = _pairs(summary, keys)
     # Every pair's test at once: pairs of one size share their resamples (the same numbers).
-    tests = compare_many(
-        [(samples[a["config_id"]], samples[b["config_id"]]) for _, _, _, a, b in found],
-        alpha=t.alpha,
-        resamples=t.bootstrap_resamples,
-    )
+    tests = _compare([(samples[a["config_id"]], samples[b["config_id"]]) for _, _, _, a, b in found], t)
     rows = []
     for (dimension, present, context, a, b), test in zip(found, tests, strict=True):
         rows.append(

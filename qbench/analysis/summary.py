@@ -72,11 +72,15 @@ def measured(frame: pd.DataFrame) -> pd.DataFrame:
 
 def same_config(table: pd.DataFrame, row: pd.Series, keys: Sequence[str]) -> pd.DataFrame:
     """Rows of ``table`` equal to ``row`` on every key ``table`` has (missing values equal too)."""
+    # Key by key over the rows still matching, narrowing their positions: only the key's own
+    # column is taken each time, never the whole table.
+    positions = np.arange(len(table))
     for key in keys:
         if key in table.columns:
-            column = table[key]
-            table = table[(column == row[key]) | (column.isna() & pd.isna(row[key]))]
-    return table
+            column = table[key].iloc[positions]
+            keep = (column == row[key]) | (column.isna() & pd.isna(row[key]))
+            positions = positions[keep.to_numpy(dtype=bool)]
+    return table.iloc[positions]
 
 
 def _groups(data: pd.DataFrame, keys: list[str]) -> tuple[list[tuple[object, ...]], NDArray[np.intp]]:
@@ -102,6 +106,21 @@ def iterations_by_config(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     return {config_id(v): x for v, x in zip(values, tps, strict=True)}
 
 
+# Configs whose bootstrap CIs are taken in one call: their resample medians (configs x resamples,
+# 4 MB at 2,000 resamples) are all that call holds, not those of thousands of configs at once.
+CI_SLICE = 250
+
+
+def _median_cis(throughputs: list[NDArray[Any]], resamples: int) -> NDArray[np.float64]:
+    """:func:`bootstrap_median_cis` of every config, a slice of configs at a time: the same CIs as
+    one call (each sample size's resamples are drawn from the same seed in every call)."""
+    parts = [
+        bootstrap_median_cis(throughputs[start : start + CI_SLICE], resamples=resamples)
+        for start in range(0, len(throughputs), CI_SLICE)
+    ]
+    return np.concatenate(parts) if parts else np.full((0, 2), np.nan)
+
+
 def summarize(frame: pd.DataFrame, thresholds: Thresholds | None = None) -> pd.DataFrame:
     """One row per distinct config and host, from measured iterations only.
 
@@ -125,7 +144,7 @@ def summarize(frame: pd.DataFrame, thresholds: Thresholds | None = None) -> pd.D
     values, codes = _groups(data, keys)
     count = len(values)
     throughputs = _split(data["throughput_tps"].to_numpy(dtype=float), codes, count)
-    cis = bootstrap_median_cis(throughputs, resamples=thresholds.bootstrap_resamples)
+    cis = _median_cis(throughputs, thresholds.bootstrap_resamples)
     intervals = {
         c: [order_median_ci(x) for x in _split(numeric[c].to_numpy(dtype=float), codes, count)]
         for c in INTERVAL_COLUMNS

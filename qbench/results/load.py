@@ -11,9 +11,10 @@ with the reason it recorded. Results from different hosts keep their
 
 from __future__ import annotations
 
+import operator
 import os
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,8 +40,9 @@ MEASURES = [c.name for c in MEASURE_COLUMNS]
 REQUIRED = {*IDENTITY, *MEASURES, "workers"}
 
 Entry = tuple[str, str]
-# Files read, checked and merged at a time (see load_results).
-READ_BATCH = 50
+# Files read, checked and merged at a time (see load_results). Small batches keep few raw
+# tables alive, and reading is faster with fewer alive (its allocations are cheaper).
+READ_BATCH = 20
 
 
 @dataclass
@@ -158,46 +160,57 @@ def _check_one(table: pa.Table) -> pa.Table | ResultsError:
         return _unreadable(exc)
 
 
-def _check_together(tables: list[pa.Table]) -> list[pa.Table] | None:
-    """Tables of one signature conformed and checked as one, then sliced apart; None when any
-    problem shows (each table is then checked alone, for its own reason).
+def _check_together(tables: list[pa.Table]) -> tuple[pa.Table, list[pa.Table]] | None:
+    """Tables of one signature conformed and checked as one, and that table sliced apart; None
+    when any problem shows (each table is then checked alone, for its own reason).
 
     Every check of :func:`check_values` holds row by row, except two: an iteration repeated
     (checked on all rows together, it also catches one repeated across files, a superset)
     and a table without a measured row (counted per table here).
     """
     try:
-        conformed = conform(pa.concat_tables(tables))
-        check_values(conformed)
+        # one chunk per column first: the checks then take one array each, not one per file,
+        # and the slices below share that chunk (slicing costs nothing)
+        whole = conform(pa.concat_tables(tables).combine_chunks())
+        check_values(whole)
     except Exception:  # the slow path finds and names the problem
         return None
     lengths = [t.num_rows for t in tables]
-    measured = np.asarray(conformed.column("phase").to_numpy(zero_copy_only=False) == "measure")
+    measured = np.asarray(whole.column("phase").to_numpy(zero_copy_only=False) == "measure")
     starts = np.cumsum([0, *lengths[:-1]])
     if min(lengths) == 0 or (np.add.reduceat(measured, starts) == 0).any():
         return None
-    whole = conformed.combine_chunks()  # slices of one chunk each: slicing costs nothing
-    return [whole.slice(start, length) for start, length in zip(starts, lengths, strict=True)]
+    return whole, [whole.slice(start, length) for start, length in zip(starts, lengths, strict=True)]
 
 
-def _checked(raw: list[pa.Table | ResultsError]) -> list[pa.Table | ResultsError]:
-    """Each table conformed and checked (:func:`conform`, :func:`check_values`), or its problem.
+def _checked(raw: list[pa.Table | ResultsError]) -> tuple[list[pa.Table | ResultsError], pa.Table | None]:
+    """Each table conformed and checked (:func:`conform`, :func:`check_values`), or its problem;
+    and, when all of them were checked together, the one table they are slices of.
 
     Files written by one qbench share their columns and types: such tables are checked
     together, in one pass over their rows, and only a group with a problem file by file.
     """
     out = list(raw)
-    groups: dict[tuple[tuple[str, ...], tuple[pa.DataType, ...]], list[tuple[int, pa.Table]]] = {}
+    whole = None
+    # tables by schema (names, types, nullability; field metadata aside), compared in Arrow
+    groups: list[tuple[pa.Schema, list[tuple[int, pa.Table]]]] = []
     for i, table in enumerate(raw):
         if isinstance(table, pa.Table):
-            groups.setdefault((tuple(table.schema.names), tuple(table.schema.types)), []).append((i, table))
-    for members in groups.values():
+            same = next((members for schema, members in groups if schema.equals(table.schema)), None)
+            if same is None:
+                groups.append((table.schema, same := []))
+            same.append((i, table))
+    for _, members in groups:
         tables = [table for _, table in members]
         together = _check_together(tables) if len(tables) > 1 else None
-        checked: list[pa.Table | ResultsError] = [*together] if together else [_check_one(t) for t in tables]
+        checked: list[pa.Table | ResultsError] = (
+            [*together[1]] if together else [_check_one(t) for t in tables]
+        )
         for (i, _), table in zip(members, checked, strict=True):
             out[i] = table
-    return out
+        if together and len(members) == len(raw):
+            whole = together[0]
+    return out, whole
 
 
 class _Merger:
@@ -209,6 +222,8 @@ class _Merger:
         self.owners: dict[tuple[object, object], tuple[Path, frozenset[tuple[object, object]]]] = {}
         # a column qbench does not know -> its type and the file that set it
         self.extra: dict[str, tuple[pa.DataType, Path]] = {}
+        # schemas (names and types) whose tables unify left as they were: so will it every other
+        self.unchanged: list[pa.Schema] = []
 
     def duplicate(self, path: Path, table: pa.Table) -> str | None:
         """Why ``table`` repeats a job already counted, or None."""
@@ -231,8 +246,11 @@ class _Merger:
         Raises:
             UnreadableResultsError: an extra column whose values do not fit that type.
         """
-        known = expected_fields()
-        for entry in table.schema:
+        schema = table.schema
+        if any(schema.equals(plain) for plain in self.unchanged):
+            return table
+        original, known = table, expected_fields()
+        for entry in schema:
             name = entry.name
             if name in known or pa.types.is_null(entry.type):
                 continue
@@ -248,12 +266,21 @@ class _Merger:
                 raise UnreadableResultsError(
                     f"column {one_line(name, 80)} has type {column.type} here, {seen[0]} in {seen[1]}"
                 ) from None
+        if table is original and len(self.unchanged) < 16:
+            self.unchanged.append(schema)
         return table
 
-    def compact(self, first: int) -> None:
+    def compact(self, first: int, whole: pa.Table | None = None, parts: Sequence[object] = ()) -> None:
         """The tables from ``first`` on as one table of one chunk: one set of arrays, not one per
-        file. Tables that do not combine stay as they are (:meth:`frame` says why)."""
-        if len(self.tables) - first > 1:
+        file. Tables that do not combine stay as they are (:meth:`frame` says why).
+
+        ``whole`` is the table ``parts`` are slices of, in order: when the tables from ``first``
+        on are those very parts, they are ``whole``, taken as it is (no copy).
+        """
+        added = self.tables[first:]
+        if whole is not None and len(added) == len(parts) and all(map(operator.is_, added, parts)):
+            self.tables[first:] = [whole]
+        elif len(added) > 1:
             try:
                 whole = pa.concat_tables(self.tables[first:], promote_options="default").combine_chunks()
             except (pa.ArrowException, ValueError, OverflowError):
@@ -302,6 +329,22 @@ def _accept(loaded: Loaded, merger: _Merger, path: Path, result: pa.Table | Resu
     return True
 
 
+def _read_ahead(pool: Executor, files: list[Path]) -> Iterator[tuple[list[Path], list[Read]]]:
+    """Each batch of ``files`` with what reading it gave, in order.
+
+    A batch at a time: a file's table as read holds far more memory than its rows (its own
+    schema, one array per column), so only two batches of them live at once. The next batch
+    is already being read by the pool (outside the GIL, mostly) while the caller checks this
+    one together into one compact table (see :func:`_checked`) and drops its raw tables.
+    """
+    batches = [files[start : start + READ_BATCH] for start in range(0, len(files), READ_BATCH)]
+    ahead = [pool.submit(_read, path) for path in batches[0]] if batches else []
+    for i, batch in enumerate(batches):
+        current = ahead
+        ahead = [pool.submit(_read, path) for path in batches[i + 1]] if i + 1 < len(batches) else []
+        yield batch, [future.result() for future in current]
+
+
 def load_results(paths: Sequence[Path]) -> Loaded:
     """Read every metrics file under ``paths``; bad files and jobs are listed in ``skipped``, never counted.
 
@@ -311,26 +354,22 @@ def load_results(paths: Sequence[Path]) -> Loaded:
     files = find_metrics(paths)
     loaded = Loaded(pd.DataFrame())
     bad_jobs = _job_problems(paths, loaded)
-    files = [f for f in files if absolute(f.parent) not in bad_jobs]  # listed once, as its job
+    if bad_jobs:
+        files = [f for f in files if absolute(f.parent) not in bad_jobs]  # listed once, as its job
     merger = _Merger()
     counted = []
     # pyarrow releases the GIL while it reads: a few threads overlap the per-file costs.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        # A batch at a time: a file's table as read holds far more memory than its rows (its
-        # own schema, one array per column), so only a batch of them lives at once; each batch
-        # is checked together into one compact table (see _checked) and its raw tables dropped.
-        for start in range(0, len(files), READ_BATCH):
-            batch = files[start : start + READ_BATCH]
-            read = list(pool.map(_read, batch))
+        for batch, read in _read_ahead(pool, files):
             facts = [r[1] if isinstance(r, tuple) else {} for r in read]
-            checked = _checked([r[0] if isinstance(r, tuple) else r for r in read])
+            checked, whole = _checked([r[0] if isinstance(r, tuple) else r for r in read])
             del read
             first = len(merger.tables)
             for path, result, own in zip(batch, checked, facts, strict=True):
                 if _accept(loaded, merger, path, result):
                     assert isinstance(result, pa.Table)
                     counted.append((set(result.column("host").to_pylist()), own))
-            merger.compact(first)
+            merger.compact(first, whole, checked)
     loaded.hosts = by_host(counted)
     loaded.frame = merger.frame()
     for entries in (loaded.skipped, loaded.jobs, loaded.unreadable, loaded.duplicates):

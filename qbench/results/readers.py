@@ -176,7 +176,9 @@ def read_table(path: Path) -> tuple[pa.Table, dict[str, str]]:
     """
     parquet = _open(path)
     try:
-        meta = check_metadata(path, parquet.schema_arrow.metadata)
+        # the file's key-value metadata: what the Arrow schema's would be, without decoding that
+        # schema a second time (the reader decoded it on opening the file)
+        meta = check_metadata(path, parquet.metadata.metadata)
         _check_size(path, parquet)
         table = parquet.read(use_threads=False)  # small files: threads cost more than they save
         return READERS[meta[META_SCHEMA_VERSION]](table), meta
