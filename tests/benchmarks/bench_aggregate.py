@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -121,6 +122,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1000, help="job files of the files sweep")
     parser.add_argument("--configs", type=int, default=2000, help="configs of the configs sweep (0: skip)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory of job files")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
@@ -133,7 +135,10 @@ def main() -> int:
     print(_line("aggregate files", _measure(base / "files"), 10.0, None))
     if configs:
         print(_line("aggregate configs", _measure(base / "configs"), 30.0, 500.0))
-    print(f"(scratch directory {base}, not removed)")
+    if args.keep:
+        print(f"(scratch directory {base}, kept)")
+    else:
+        shutil.rmtree(base, ignore_errors=True)
     return 0
 
 
