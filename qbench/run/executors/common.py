@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import time
 from array import array
-from typing import Protocol
+from typing import Any, Protocol
 
 from qbench.errors import DrainTimeoutError, LivelockError
 from qbench.kinds import BusyPolicy
@@ -74,9 +74,12 @@ class Ledger:
         # the per-task arrays of ``stats`` (numpy, for the audit and the row) seen through
         # memoryviews: one element read or written from Python costs half as much, and reads
         # give plain ints and floats (the hot loop touches each task several times)
-        self._claims, self._claimed_s = memoryview(stats.claims), memoryview(stats.claimed_s)
-        self._executions, self._acks = memoryview(stats.executions), memoryview(stats.acks)
-        self._e2e_s = memoryview(stats.e2e_s)
+        # (typed Any: typeshed's memoryview takes only ints, and these views take floats too)
+        self._claims: Any = stats.claims.data
+        self._claimed_s: Any = stats.claimed_s.data
+        self._executions: Any = stats.executions.data
+        self._acks: Any = stats.acks.data
+        self._e2e_s: Any = stats.e2e_s.data
 
     @property
     def complete(self) -> bool:
