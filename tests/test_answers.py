@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from qbench.analysis.bottleneck import bottleneck
 from qbench.analysis.cli import _iteration_note
@@ -175,6 +176,30 @@ def test_a_poor_fit_shows_no_n_star_and_draws_no_line(tmp_path: Path) -> None:
     r2 = f"{scaling['usl_r_squared'].iloc[0]:.3g}"
     assert cells[4:10] == ["—", "—", "—", r2, "—", "—"]  # lambda sigma kappa R² N* peak
     assert "poor_fit" in cells[10]
+
+
+def _plot_axes(frame: pd.DataFrame, name: str) -> Any:
+    """The axes of one plot of the report, drawn from ``frame`` as the report draws it."""
+    from qbench.report.curves import _curves
+    from qbench.report.plots import _DRAW
+
+    summary = summarize(frame)
+    curves, _ = _curves(summary, scaling_table(frame, summary, key_columns(frame)))
+    return _DRAW[name](curves, 0.001).axes[0]
+
+
+@pytest.mark.parametrize(("wal", "log"), [(10_000.0, True), (1_500.0, False)])
+def test_curves_far_apart_get_a_log_value_axis_that_says_so(tmp_path: Path, wal: float, log: bool) -> None:
+    sweep(tmp_path / "delete", {1: 500.0, 2: 480.0, 4: 450.0}, cfg={"journal.mode": "delete"})
+    sweep(tmp_path / "wal", {1: wal, 2: wal * 1.1, 4: wal * 1.2}, cfg={"journal.mode": "wal"})
+    frame = load_results([tmp_path]).frame
+    for name in ("throughput", "efficiency"):
+        ax = _plot_axes(frame, name)
+        assert ax.get_yscale() == ("log" if log else "linear")
+        assert ("log scale, not from 0" in ax.get_ylabel()) is log
+        if not log:
+            assert ax.get_ylim()[0] == 0
+    assert _plot_axes(frame, "busy_rate").get_yscale() == "linear"  # rates of 0 have no log
 
 
 # --- words ----------------------------------------------------------------------

@@ -20,7 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, NullLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 from numpy.typing import NDArray
 
 Row = Mapping[str, Any]
@@ -29,6 +29,9 @@ FloatArray = NDArray[np.float64]
 _DPI = 110
 _FIGSIZE = (8.0, 5.0)
 _LOG_X_SPAN = 20.0  # log-scale the worker axis only when it spans this factor
+# log-scale the value axis when the curves' peaks lie this factor apart: on a linear axis from 0
+# the lower curve would fill a fifth of the height or less, its shape unreadable
+_LOG_Y_SPAN = 5.0
 _MAX_PANELS = 12
 # Curves drawn on one plot at most (one tab10 colour each); the others are named in a note.
 _MAX_CURVES = 10
@@ -178,6 +181,20 @@ def _axes(ax: Axes, curves: list[_Curve], ylabel: str, title: str, extra: Sequen
     ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
 
 
+def _y_axis(ax: Axes, curves: list[_Curve], column: str, scale: float, ylabel: str) -> str:
+    """A log value axis when the curves' peaks are :data:`_LOG_Y_SPAN` times apart or more (a linear
+    one flattens the lower curves against 0), else a linear one from 0; the label to use."""
+    peaks = [float(np.nanmax(y)) for c in curves if np.isfinite(y := _column(c, column) * scale).any()]
+    positive = [p for p in peaks if p > 0]
+    if len(positive) >= 2 and max(positive) / min(positive) >= _LOG_Y_SPAN and min(peaks) > 0:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_minor_locator(NullLocator())
+        return f"{ylabel.removesuffix(')')}; log scale, not from 0)"
+    ax.set_ylim(bottom=0)
+    return ylabel
+
+
 def _bars(c: _Curve, column: str, scale: float = 1.0) -> tuple[Any, Any]:
     """Error bars (below, above) of a curve's median from its ``*_ci_low``/``*_ci_high`` columns."""
     stem = column.removesuffix("_median")
@@ -207,8 +224,8 @@ def _throughput_plot(curves: list[_Curve], busy_threshold: float | None) -> Figu
     proxies = [
         Line2D([], [], color="grey", ls=styles[m], label=names[m]) for m in sorted(drawn, reverse=True)
     ]
-    ax.set_ylim(bottom=0)
-    _axes(ax, curves, "throughput (tasks/s, median)", "Throughput against workers", proxies)
+    ylabel = _y_axis(ax, curves, "throughput_tps_median", 1.0, "throughput (tasks/s, median)")
+    _axes(ax, curves, ylabel, "Throughput against workers", proxies)
     return fig
 
 
@@ -226,7 +243,10 @@ def _line_plot(
     if threshold is not None:
         label = f"threshold {_fmt(threshold, 'pct')}"
         ax.axhline(threshold * scale, color="black", ls=":", lw=1, label=label)
-    ax.set_ylim(bottom=0)
+    if not column.startswith("busy_rate"):  # busy rates are often 0: never on a log axis
+        ylabel = _y_axis(ax, curves, column, scale, ylabel)
+    else:
+        ax.set_ylim(bottom=0)
     _axes(ax, curves, ylabel, title)
     return fig
 
@@ -253,14 +273,15 @@ def _latency_plot(curves: list[_Curve], busy_threshold: float | None) -> Figure:
             bars = _bars(c, "e2e_latency_p99_ms_median") if p == "p99" else None
             ax.errorbar(_column(c, "workers"), y, yerr=bars, fmt=style, marker="o", ms=3, color=colour,
                         capsize=2, label=label)  # fmt: skip
-        ax.set_ylim(bottom=0)
         if not one_panel:
+            ax.set_ylim(bottom=0)
             _axes(ax, [c], "end-to-end latency (ms)", c.label)
             ax.title.set_fontsize("small")
     for j in range(len(shown), nrows * ncols):
         axes[j // ncols][j % ncols].set_visible(False)
     if one_panel:
-        _axes(axes[0][0], curves, "end-to-end latency (ms)", "End-to-end latency against workers")
+        ylabel = _y_axis(axes[0][0], curves, "e2e_latency_p99_ms_median", 1.0, "end-to-end latency (ms)")
+        _axes(axes[0][0], curves, ylabel, "End-to-end latency against workers")
     else:
         fig.tight_layout()
     return fig
