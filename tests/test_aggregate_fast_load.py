@@ -103,3 +103,27 @@ def test_comparisons_by_slices_equal_one_call(monkeypatch: pytest.MonkeyPatch) -
     assert len(got) == len(one_call)
     for a, b in zip(got, one_call, strict=True):
         np.testing.assert_array_equal(np.array(dataclasses.astuple(a)), np.array(dataclasses.astuple(b)))
+
+
+def _with_extra(source: Path, values: object, out: Path | None = None) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(source)
+    column = pa.array(values)
+    out = out or source
+    out.parent.mkdir(parents=True, exist_ok=True)
+    extended = table.append_column("my_extra", column)
+    pq.write_table(extended.replace_schema_metadata(table.schema.metadata), out)
+
+
+def test_a_copy_left_out_for_its_extra_column_does_not_shadow_a_good_copy(tmp_path: Path) -> None:
+    first = write_job(tmp_path / "00", config_columns(workers=1), [100.0, 101.0])
+    job = write_job(tmp_path / "01", config_columns(workers=2), [100.0, 101.0])
+    _with_extra(first, [1, 2, 3])
+    _with_extra(job, [7, 8, 9], tmp_path / "02" / "metrics.parquet")  # the same job: its extra fits
+    _with_extra(job, ["a", "b", "c"])  # 01: the same job, its extra of another type: left out
+    loaded = load_results([tmp_path])
+    assert sorted(p.parent.name for p in loaded.files) == ["00", "02"]
+    assert [Path(p).parent.name for p, _ in loaded.unreadable] == ["01"]
+    assert loaded.duplicates == []

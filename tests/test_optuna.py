@@ -103,6 +103,12 @@ def test_the_search_space_is_checked_like_a_sweep(args: list[str], expected: str
 
 
 @needs_optuna
+def test_a_search_space_override_is_not_blamed_for_another_error() -> None:
+    line = refusal(["hydra.sweeper.search_space=null", "nosuchkey=1"])
+    assert line.startswith("nosuchkey='1' is not allowed: unknown key")
+
+
+@needs_optuna
 def test_a_valid_search_space_counts_n_trials(tmp_path: Path) -> None:
     args = ["workers=int(interval(1,16))", "journal=choice(wal,delete)", "hydra.sweeper.n_trials=7"]
     assert preflight(["-m", "hydra/sweeper=optuna", *args, f"hydra.sweep.dir={tmp_path / 's'}"]) == 7

@@ -15,6 +15,7 @@ from qbench.analysis.knee import FloatArray, significantly_slower
 from qbench.analysis.search import SearchResult, SearchStatus, golden_search, most_jobs
 from qbench.errors import PlanError
 from qbench.plan.cli import main as plan_main
+from qbench.plan.runner import Runner
 from qbench.plan.search import Search, read_search_best, run_search
 from qbench.plan.spec import find_references, load_plan
 
@@ -262,6 +263,30 @@ def test_search_best_reads_the_search_record(tmp_path: Path, content: str | None
     with pytest.raises(PlanError) as exc:
         read_search_best(record, ref)
     assert str(expected) in str(exc.value)
+
+
+def test_search_best_is_read_where_a_search_with_its_own_sweep_dir_wrote_it(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "stages:\n  find:\n    search: {overrides: ['journal=wal', 'hydra.sweep.dir=sub'],"
+        " key: workers, range: [1, 4]}\n"
+        "  after:\n    needs: [find]\n"
+        "    sweep: {overrides: ['workers=${find.search_best}'], grid: {pool.size: [1]}}\n",
+        encoding="utf-8",
+    )
+    plan = load_plan(path)
+    runner = Runner(plan, tmp_path / "out")
+    find = plan.stages["find"]
+    runner.resolved["find"] = runner.resolve(find)
+    runner.keys["find"] = runner.key(find, runner.resolved["find"])
+    assert runner.sweep_dir("find") != runner.run_dir("find")
+    # what the search writes (into its sweep dir) and the record of a finished stage
+    runner.sweep_dir("find").mkdir(parents=True)
+    (runner.sweep_dir("find") / "search.json").write_text(json.dumps({"best": 3}), encoding="utf-8")
+    runner._write_record(
+        "find", key=runner.keys["find"], status="done", run_dir=str(runner.sweep_dir("find"))
+    )
+    assert runner.resolve(plan.stages["after"]).overrides[0] == "workers=3"
 
 
 def test_the_search_example_covers_research_yaml_worker_range() -> None:

@@ -79,7 +79,7 @@ def same_config(table: pd.DataFrame, row: pd.Series, keys: Sequence[str]) -> pd.
         if key in table.columns:
             column = table[key].iloc[positions]
             keep = (column == row[key]) | (column.isna() & pd.isna(row[key]))
-            positions = positions[keep.to_numpy(dtype=bool)]
+            positions = positions[keep.to_numpy(dtype=bool, na_value=False)]
     return table.iloc[positions]
 
 

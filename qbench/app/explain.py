@@ -180,9 +180,12 @@ def _not_installed(text: str, overrides: Sequence[str]) -> str | None:
 _SEARCH_SPACE = "hydra.sweeper.search_space"
 
 
-def _search_space(overrides: Sequence[str]) -> str | None:
+def _search_space(text: str, overrides: Sequence[str]) -> str | None:
     """The optuna sweeper's ``search_space`` (null by default, so Hydra cannot set a key under it
-    from the command line): say how a search space is given instead."""
+    from the command line, and says only "Unexpected type for root"): say how a search space is
+    given instead. Only for that error: any other one is about something else."""
+    if "Unexpected type for root" not in text and _SEARCH_SPACE not in text:
+        return None
     for override in overrides:
         key, eq, value = override.lstrip("+~").partition("=")
         if eq and (key == _SEARCH_SPACE or key.startswith(_SEARCH_SPACE + ".")):
@@ -200,7 +203,7 @@ def _search_space(overrides: Sequence[str]) -> str | None:
 def explain(exc: BaseException, overrides: Sequence[str]) -> str:
     """One line for a Hydra/OmegaConf composition error, naming the key where one is known."""
     text = str(exc)
-    not_installed = _not_installed(text, overrides) or _search_space(overrides)
+    not_installed = _not_installed(text, overrides) or _search_space(text, overrides)
     if not_installed:
         return not_installed
     unparsed = getattr(exc, "override", None)  # OverrideParseException: the line it could not parse

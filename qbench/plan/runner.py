@@ -91,7 +91,7 @@ class Runner:
         if not self.done(ref.stage):
             raise Unresolved(ref.text)
         if ref.field == SEARCH_FIELD:
-            return read_search_best(self.run_dir(ref.stage) / SEARCH_FILE, ref)
+            return read_search_best(self.sweep_dir(ref.stage) / SEARCH_FILE, ref)
         return read_recommendation(self.sweep_dir(ref.stage) / "recommendations.parquet", ref)
 
     def _expand(self, ref: Reference, value: Any) -> list[str]:

@@ -268,13 +268,14 @@ def _check_reference(plan: Plan, stage: Stage, upstream: set[str], ref: Referenc
             where,
             f"{ref.text}: {ref.expand} needs a numeric field ({', '.join(sorted(NUMERIC_FIELDS))})",
         )
-    if ref.field == SEARCH_FIELD and (plan.stages[ref.stage].search is None or ref.where or ref.expand):
+    if ref.field == SEARCH_FIELD and plan.stages[ref.stage].search is None:
+        raise _fail(plan.path, where, f"{ref.text}: stage '{ref.stage}' is no search, so it has no answer")
+    if ref.field == SEARCH_FIELD and (ref.where or ref.expand):
         raise _fail(
             plan.path,
             where,
             f"{ref.text}: {SEARCH_FIELD} is a search stage's one answer, taken as it is"
-            " (no @column=value, around or beyond)"
-            + ("" if plan.stages[ref.stage].search is not None else f"; stage '{ref.stage}' is no search"),
+            " (no @column=value, around or beyond)",
         )
     if ref.where is not None:
         problem = where_problem(*ref.where)

@@ -240,6 +240,11 @@ class _Merger:
             self.owners[key] = (path, frozenset(own))
         return None
 
+    def forget(self, path: Path) -> None:
+        """``path`` was left out after all: the jobs it claimed are free for a later copy."""
+        for key in [k for k, (owner, _) in self.owners.items() if owner == path]:
+            del self.owners[key]
+
     def unify(self, path: Path, table: pa.Table) -> pa.Table:
         """``table`` with its extra columns cast to the type the first file gave them.
 
@@ -320,9 +325,11 @@ def _accept(loaded: Loaded, merger: _Merger, path: Path, result: pa.Table | Resu
             return False
         merger.tables.append(merger.unify(path, result))
     except UnreadableResultsError as exc:
+        merger.forget(path)
         loaded.leave_out(path, str(exc), loaded.unreadable)
         return False
     except Exception as exc:  # a file from elsewhere never crashes aggregation: it is left out
+        merger.forget(path)
         loaded.leave_out(path, f"unreadable ({type(exc).__name__}: {one_line(exc, 200)})", loaded.unreadable)
         return False
     loaded.files.append(path)
