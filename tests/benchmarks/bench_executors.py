@@ -225,7 +225,8 @@ def main() -> int:
         failed |= not ok
         print(
             f"{executor:>7} metrics full / minimal: median of {len(paired)} paired ratios {ratio:.3f} "
-            f"(target >= {OVERHEAD_TARGET}) {'PASS' if ok else 'FAIL'}",
+            f"(range {min(paired):.3f}-{max(paired):.3f}; target >= {OVERHEAD_TARGET}) "
+            f"{'PASS' if ok else 'FAIL'}",
             flush=True,
         )
     print(f"load average at the end: {load_average()}")
