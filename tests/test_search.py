@@ -265,6 +265,22 @@ def test_search_best_reads_the_search_record(tmp_path: Path, content: str | None
     assert str(expected) in str(exc.value)
 
 
+def test_a_later_stage_must_fit_every_answer_the_search_can_give(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    search = f"{{overrides: [{TINY}, service.kind=sleep], key: service.ms, range: [1, 3], step: 0.5}}"
+    taker = "  after:\n    needs: [find]\n    sweep: {overrides: ['workers=${find.search_best}']}\n"
+    outputs = tmp_path / "out"
+    assert plan_main([str(write_plan(tmp_path, search, taker)), "--outputs", str(outputs), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    expected = "stage 'after': workers=${find.search_best}: search 'find' may answer 1.5, which can never fit"
+    assert expected in err
+    assert len(err.splitlines()) == 1 and not outputs.exists()
+    # the same answers taken by a key they fit
+    fits = taker.replace("workers=", "service.ms=")
+    assert plan_main([str(write_plan(tmp_path, search, fits)), "--outputs", str(outputs), "--dry-run"]) == 0
+
+
 def test_search_best_is_read_where_a_search_with_its_own_sweep_dir_wrote_it(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text(

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from qbench.errors import PlanError, UsageError
 from qbench.plan.resolve import fmt
-from qbench.plan.spec import NUMERIC_FIELDS, Plan, Stage, find_references
+from qbench.plan.spec import NUMERIC_FIELDS, SEARCH_FIELD, Plan, Stage, find_references
 from qbench.plan.where import config_columns
 
 # what a numeric recommendation (workers, a pool size, a timeout, a batch) is composed as: a key with
@@ -77,6 +77,31 @@ def _check_references(stage: Stage, compose: Callable[[list[str]], int], base: l
                 raise PlanError(reason) from None
 
 
+# a search's candidates composed, at most, where a later stage takes its answer
+_MAX_ANSWERS = 20
+
+
+def _check_search_answers(
+    plan: Plan, stage: Stage, compose: Callable[[list[str]], int], base: list[str]
+) -> None:
+    """A value taking ``${S.search_best}`` must fit every answer search ``S`` can give: each of
+    its candidates (evenly spaced ones when there are many) is composed in the reference's place."""
+    for written, override in _referenced(stage).items():
+        for ref in find_references(override):
+            search = plan.stages[ref.stage].search if ref.field == SEARCH_FIELD else None
+            if search is None:
+                continue
+            candidates = search.candidates()
+            step = max(1, math.ceil(len(candidates) / _MAX_ANSWERS))
+            for value in dict.fromkeys([*candidates[::step], candidates[-1]]):
+                try:
+                    compose([*base, with_samples(override.replace(ref.text, fmt(value)))])
+                except UsageError as exc:
+                    raise PlanError(
+                        f"{written}: search '{ref.stage}' may answer {fmt(value)}, which can never fit: {exc}"
+                    ) from None
+
+
 def check_overrides(plan: Plan) -> None:
     """Compose every sweep stage's overrides and grid against the schema, references as typed samples.
 
@@ -106,6 +131,7 @@ def check_overrides(plan: Plan) -> None:
         try:
             jobs = compose([*fixed, *grid])
             _check_references(stage, compose, [*fixed, *grid])
+            _check_search_answers(plan, stage, compose, [*fixed, *grid])
         except (UsageError, PlanError) as exc:
             raise PlanError(f"plan {plan.path.name}: stage '{stage.name}': {exc}") from None
         expected = math.prod(len(v) for v in lists.values())
