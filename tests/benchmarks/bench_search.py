@@ -160,9 +160,8 @@ def main() -> int:
     if head_to_head is not None:
         medians = {w: float(pd.Series(v).median()) for w, v in head_to_head.items()}
         ratio = medians[answer] / medians[best]
-        rounds = len(head_to_head[best]) // max(args.iterations, 1)
         print(
-            f"  rematch, {rounds} jobs each, order alternating: the grid's best {best} workers "
+            f"  rematch, {args.rematch} jobs each, order alternating: the grid's best {best} workers "
             f"{medians[best]:,.0f} tasks/s, the answer {answer} workers {medians[answer]:,.0f} tasks/s: "
             f"{ratio:.1%} (medians of every measured iteration; this decides the first target)"
         )

@@ -48,6 +48,7 @@ from qbench.run.executors.common import (
     backoff_s,
     finished,
     service_times,
+    start_clock,
 )
 from qbench.run.executors.interrupts import Interrupts, run_interruptibly
 from qbench.run.executors.pool import ConnectionPool, on_thread
@@ -290,10 +291,7 @@ async def _drain(
         if monitor is not None:
             monitor.start()
         try:
-            drain.ledger.t_start = time.perf_counter()
-            drain.deadline = drain.ledger.t_start + spec.timeout_s
-            if spec.on_start is not None:
-                spec.on_start(drain.ledger.t_start)
+            drain.deadline = start_clock(spec, drain.ledger)
             timed_out, livelock = await _run_workers(drain, on_progress)
         finally:
             if monitor is not None:

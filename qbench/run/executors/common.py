@@ -236,6 +236,15 @@ __all__ = [
 ]
 
 
+def start_clock(spec: DrainSpec, ledger: Ledger) -> float:
+    """Start the drain's clock (``ledger.t_start``: per-task times count from here), then tell
+    ``spec.on_start`` (a worker process waits there for its release); the iteration's deadline."""
+    ledger.t_start = time.perf_counter()
+    if spec.on_start is not None:
+        spec.on_start(ledger.t_start)
+    return ledger.t_start + spec.timeout_s
+
+
 def finished(spec: DrainSpec, result: DrainResult) -> DrainResult:
     """The drain's result, or the error that ended it: the watchdog's livelock, or the timeout.
 

@@ -43,6 +43,7 @@ from qbench.run.executors.common import (
     finished,
     merge_stats,
     service_times,
+    start_clock,
 )
 from qbench.run.executors.lenders import Own, Shared
 from qbench.run.executors.protocol import DrainResult, DrainSpec, ProgressSink
@@ -289,10 +290,7 @@ def _measured(
     if monitor is not None:
         monitor.start()
     try:
-        drain.ledger.t_start = time.perf_counter()
-        drain.deadline = drain.ledger.t_start + spec.timeout_s
-        if spec.on_start is not None:
-            spec.on_start(drain.ledger.t_start)
+        drain.deadline = start_clock(spec, drain.ledger)
         for thread in threads:
             thread.start()
         timed_out, livelock = _supervise(drain, on_progress)
