@@ -203,9 +203,9 @@ def _search_space(text: str, overrides: Sequence[str]) -> str | None:
 def explain(exc: BaseException, overrides: Sequence[str]) -> str:
     """One line for a Hydra/OmegaConf composition error, naming the key where one is known."""
     text = str(exc)
-    not_installed = _not_installed(text, overrides) or _search_space(text, overrides)
-    if not_installed:
-        return not_installed
+    specific = _not_installed(text, overrides) or _search_space(text, overrides)
+    if specific:
+        return specific
     unparsed = getattr(exc, "override", None)  # OverrideParseException: the line it could not parse
     if isinstance(unparsed, str) and not text.startswith(("Error parsing", "LexerNoViable")):
         return one_line(f"{unparsed!r} is not allowed: expected KEY=VALUE (Hydra: {one_line(text)})")

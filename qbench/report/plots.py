@@ -230,7 +230,13 @@ def _throughput_plot(curves: list[_Curve], busy_threshold: float | None) -> Figu
 
 
 def _line_plot(
-    curves: list[_Curve], column: str, scale: float, ylabel: str, title: str, threshold: float | None
+    curves: list[_Curve],
+    column: str,
+    scale: float,
+    ylabel: str,
+    title: str,
+    threshold: float | None,
+    log_ok: bool = True,
 ) -> Figure:
     fig, axes = _figure()
     ax: Axes = axes[0][0]
@@ -243,7 +249,7 @@ def _line_plot(
     if threshold is not None:
         label = f"threshold {_fmt(threshold, 'pct')}"
         ax.axhline(threshold * scale, color="black", ls=":", lw=1, label=label)
-    if not column.startswith("busy_rate"):  # busy rates are often 0: never on a log axis
+    if log_ok:
         ylabel = _y_axis(ax, curves, column, scale, ylabel)
     else:
         ax.set_ylim(bottom=0)
@@ -296,7 +302,8 @@ def _efficiency_plot(curves: list[_Curve], busy_threshold: float | None) -> Figu
 
 def _busy_plot(curves: list[_Curve], busy_threshold: float | None) -> Figure:
     ylabel, title = "busy errors (% of transactions)", "Busy-error rate against workers"
-    return _line_plot(curves, "busy_rate_median", 100.0, ylabel, title, busy_threshold)
+    # busy rates are often 0, which a log axis cannot show
+    return _line_plot(curves, "busy_rate_median", 100.0, ylabel, title, busy_threshold, log_ok=False)
 
 
 _DRAW: dict[str, Callable[[list[_Curve], float | None], Figure]] = {
